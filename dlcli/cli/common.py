@@ -1,0 +1,100 @@
+"""Options shared by several commands, output helpers and error handling.
+
+Human output goes to stderr; stdout carries only machine-readable output
+(`--json`). Colour and progress bars appear only on a terminal.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+import typer
+from rich.console import Console
+
+from dlcli.errors import DlcliError
+
+# stderr for people, stdout for machines.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
+
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a config value: key.path=value (value parsed as YAML). Repeatable.",
+        metavar="KEY=VALUE",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout; everything human goes to stderr.")
+]
+OutputRootOpt = Annotated[
+    Optional[Path], typer.Option("--output", "-o", help="Root folder for run folders (default: runs/).")
+]
+NameOpt = Annotated[Optional[str], typer.Option("--name", "-n", help="Run name (default: the config's name).")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, help="Number of epochs (shorthand for --set train.epochs=N).")]
+ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run folder from its last checkpoint.")]
+UnsafeOpt = Annotated[
+    bool,
+    typer.Option("--unsafe", help="Allow model files with arbitrary code (Lambda layers). Only for files you trust."),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn dlcli's own errors into one line on stderr and their exit code.
+
+    A user's mistake never shows a traceback; a bug (any other exception)
+    still does. Ctrl-C outside training exits 130 quietly.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DlcliError as exc:
+            print_error(exc)
+            raise typer.Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]")
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_error(exc: BaseException) -> None:
+    """Print `error: <message>` as one line on stderr."""
+    msg = " ".join(str(exc).split("\n"))
+    err_console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False, soft_wrap=True)
+
+
+def print_json(obj: Any) -> None:
+    """Print one JSON object on stdout (one line)."""
+    sys.stdout.write(json.dumps(obj, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def is_terminal() -> bool:
+    """True when stderr is an interactive terminal (bars and colour allowed)."""
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter before it is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")

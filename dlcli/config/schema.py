@@ -1,0 +1,110 @@
+"""The config schema: one pydantic model per section.
+
+Every field has a description and a default; `dlcli schema` prints the
+JSON Schema built from these models. Keras objects (layers, losses,
+optimizers, metrics, callbacks) are kept as the user wrote them (a name or
+a `{class_name, config}` mapping, or `ClassName: {kwargs}` for layers and
+callbacks) and checked against Keras's own registries by
+`dlcli.config.catalog`, not by a hand-written table here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A Keras object reference: "adam", or {"class_name": "Adam", "config": {...}}.
+KerasRef = Union[str, dict[str, Any]]
+# A layer or callback entry: "Flatten", or {"Conv2D": {...}, "name": ..., "inputs": ...}.
+Entry = Union[str, dict[str, Any]]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the data comes from and how it is batched."""
+
+    source: str = Field(
+        "digits",
+        description=(
+            "A built-in data set (digits, iris, wine, breast_cancer, diabetes; "
+            "mnist, fashion_mnist, cifar10, cifar100 through Keras's cache), "
+            "or one of image_dir | csv | npz."
+        ),
+    )
+    path: Optional[str] = Field(None, description="File or folder for image_dir / csv / npz, relative to the current directory.")
+    target: Optional[str] = Field(None, description="csv: the label column.")
+    features: Optional[list[str]] = Field(None, description="csv: the feature columns (default: every column but the target).")
+    image_size: Optional[list[int]] = Field(None, description="image_dir: resize every image to [height, width] (default 224x224, or the backbone's size).", min_length=2, max_length=2)
+    color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="image_dir: grayscale | rgb.")
+    sequence: bool = Field(False, description="Image data sets: give each image as a sequence of rows (samples, height, width) for recurrent models.")
+    validation_split: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction of the training data held out for validation.")
+    test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Fraction held out as a fixed, seeded test split where the source has none.")
+    batch_size: int = Field(32, ge=1, description="Batch size (per replica when distributed).")
+    shuffle_buffer: int = Field(10000, ge=0, description="Shuffle buffer size in samples (0 disables shuffling).")
+    cache: Union[bool, Literal["auto"]] = Field("auto", description="Cache decoded samples in memory: true, false, or auto (in-memory sources only).")
+    augment: list[Entry] = Field(default_factory=list, description="Keras preprocessing layers applied to training batches only, e.g. [RandomFlip: {mode: horizontal}].")
+    limit: Optional[int] = Field(None, ge=1, description="Use at most this many training samples (quick experiments).")
+    classes: Optional[list[Union[int, str]]] = Field(None, description="Keep only these classes (labels re-indexed in this order).")
+    samples_per_class: Optional[int] = Field(None, ge=1, description="Keep at most this many training samples per class (few-shot experiments).")
+    strict: bool = Field(False, description="image_dir: corrupt or non-image files are an error instead of being skipped.")
+    ctc: Optional[dict[str, Any]] = Field(None, description="source ctc_digits: {length: digits per string, samples: how many strings}.")
+
+
+class ModelConfig(_Section):
+    """The network: a stack of layers, or a graph when entries carry name/inputs."""
+
+    layers: list[Entry] = Field(..., description="Each entry is `ClassName` or `ClassName: {kwargs}`; `name:` and `inputs:` beside the class make a graph (DAG).", min_length=1)
+    input_shape: Optional[list[Optional[int]]] = Field(None, description="Override the input shape taken from the data (without the batch axis).")
+    inputs: Optional[dict[str, list[Optional[int]]]] = Field(None, description="Several named model inputs: {name: shape}.")
+    outputs: Optional[list[str]] = Field(None, description="Names of the layers that are model outputs (default: the last layer).")
+    name: Optional[str] = Field(None, description="The Keras model's name (default: the config's name).")
+
+
+class CompileConfig(_Section):
+    """Loss, optimizer and metrics, resolved through Keras."""
+
+    loss: KerasRef = Field("sparse_categorical_crossentropy", description="A Keras loss name, or {class_name, config}; `ctc` for sequence labelling.")
+    optimizer: KerasRef = Field("adam", description="A Keras optimizer name, or {class_name, config}; learning_rate may be a schedule {class_name, config}.")
+    metrics: list[KerasRef] = Field(default_factory=lambda: ["accuracy"], description="Keras metric names or {class_name, config}.")
+    loss_weights: Optional[Union[list[float], dict[str, float]]] = Field(None, description="Weights of several outputs' losses.")
+    steps_per_execution: Union[int, Literal["auto"]] = Field("auto", description="Batches per tf.function call; auto picks a value for small models.")
+    jit_compile: Union[bool, Literal["auto"]] = Field("auto", description="XLA compilation: true, false or auto (Keras's default).")
+
+
+class TrainConfig(_Section):
+    """How training runs."""
+
+    epochs: int = Field(10, ge=1, description="Number of epochs.")
+    callbacks: list[Entry] = Field(default_factory=list, description="Keras callbacks by name: [EarlyStopping: {monitor: val_loss, patience: 3}].")
+    distribute: Literal["none", "auto", "mirrored", "multi_worker"] = Field("none", description="tf.distribute strategy: none | auto | mirrored | multi_worker.")
+    mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16"] = Field("none", description="Keras mixed precision policy (GPUs).")
+    scale_learning_rate: bool = Field(False, description="Multiply the learning rate by the number of replicas when distributed.")
+    class_weight: Optional[Union[Literal["balanced"], dict[Union[int, str], float]]] = Field(None, description="Class weights, or balanced.")
+    monitor: Optional[str] = Field(None, description="Metric that picks the best model (default val_loss when there is validation data).")
+    checkpoint_every: int = Field(1, ge=1, description="Write a resumable checkpoint every N epochs.")
+    verbose: Literal["auto", "progress", "lines", "none"] = Field("auto", description="Progress display: auto (bars on a terminal, lines in a pipe).")
+
+
+class FinetuneConfig(_Section):
+    """Two-phase transfer learning (written by `dlcli finetune`)."""
+
+    fine_tune_epochs: int = Field(0, ge=0, description="Epochs of phase 2 (backbone top layers unfrozen); 0 skips phase 2.")
+    unfreeze: Union[int, float] = Field(0.3, description="Phase 2: the number of top backbone layers to unfreeze, or a fraction of them.")
+    learning_rate_factor: float = Field(0.1, gt=0, description="Phase 2 learning rate = phase 1's times this factor.")
+
+
+class Config(_Section):
+    """A dlcli config: data, model, compile, train."""
+
+    name: Optional[str] = Field(None, description="Run name; default: the config file's stem.")
+    extends: Optional[Union[str, list[str]]] = Field(None, description="Config(s) this one overrides, deep-merged, relative to this file.")
+    seed: int = Field(42, description="Seed for Python, NumPy, TensorFlow and the data splits.")
+    data: DataConfig = Field(default_factory=DataConfig, description="The data.")
+    model: ModelConfig = Field(..., description="The network.")
+    compile: CompileConfig = Field(default_factory=CompileConfig, description="Loss, optimizer, metrics.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
+    finetune: Optional[FinetuneConfig] = Field(None, description="Two-phase fine-tuning of a Backbone layer.")

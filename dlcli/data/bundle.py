@@ -1,0 +1,55 @@
+"""What every data source hands the rest of dlcli."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+
+@dataclass
+class DataBundle:
+    """Batched `tf.data` pipelines plus what is needed to repeat the
+    preprocessing at predict time.
+
+    Attributes:
+        train: shuffled, batched, prefetched `(x, y)` batches (augmentation
+            applied, training only).
+        val: validation batches, or None when validation_split is 0.
+        test: test batches (the source's own test set or a fixed, seeded
+            split), or None.
+        input_shape: one sample's shape, without the batch axis.
+        spec: JSON-serialisable description saved as `data_spec.json` in the
+            run folder: `source`, `task` (classification | binary |
+            regression | ctc), `label_mode` (int | onehot | binary | float |
+            ctc), `class_names`, `num_classes`, `input_shape`, and for images
+            `image_size`, `color_mode`; for csv `features`, `target`,
+            `categorical` (column -> list of categories), `numeric`.
+        num_train / num_val / num_test: sample counts.
+        representative: returns up to n unbatched training inputs as a
+            numpy array (int8 export calibration, parity checks).
+    """
+
+    train: Any
+    val: Any
+    test: Any
+    input_shape: tuple
+    spec: dict[str, Any]
+    num_train: int = 0
+    num_val: int = 0
+    num_test: int = 0
+    representative: Optional[Callable[[int], np.ndarray]] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def class_names(self) -> Optional[list[str]]:
+        return self.spec.get("class_names")
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        return self.spec.get("num_classes")
+
+    @property
+    def task(self) -> str:
+        return self.spec.get("task", "classification")

@@ -1,0 +1,181 @@
+"""The run-folder contract: layout, numbering and atomic writes.
+
+A run lives in `<root>/<name>/<N>/`, N counting up from 1; no run ever
+reuses another's folder. Every file is written to a temporary name in the
+same folder and renamed into place, so a killed process never leaves a
+half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from dlcli.errors import RunError
+
+CONFIG_FILE = "config.yaml"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+DATA_SPEC_FILE = "data_spec.json"
+EVALUATION_FILE = "evaluation.json"
+CHECKPOINT_DIR = "checkpoints"
+PLOTS_DIR = "plots"
+EXPORT_DIR = "export"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` on success.
+
+    The temporary file keeps `path`'s suffix (Keras checks `.keras`), lives
+    in the same folder (so the rename is atomic) and is removed on failure,
+    leaving any previous `path` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        _fsync(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if tmp_path.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp_path)
+            else:
+                tmp_path.unlink()
+        raise
+
+
+def _fsync(path: Path) -> None:
+    if path.is_file():
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` atomically (UTF-8)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write `obj` as indented JSON to `path` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, Paths: everything a metrics dict may carry.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    """Create and return a fresh numbered folder `<root>/<name>/<N>/`.
+
+    Creation is race-free: `mkdir` without `exist_ok` claims the number, so
+    two runs started at once never share a folder.
+
+    Raises:
+        RunError: the root cannot be created or written.
+    """
+    base = Path(root) / name
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create run folder {base}: {exc.strerror or exc}") from None
+    if not os.access(base, os.W_OK):
+        raise RunError(f"run folder {base} is not writable", hint="choose another --output")
+    existing = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
+    n = max(existing, default=0) + 1
+    while True:
+        candidate = base / str(n)
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+        except OSError as exc:
+            raise RunError(f"cannot create run folder {candidate}: {exc.strerror or exc}") from None
+
+
+@dataclass
+class Run:
+    """A finished or interrupted run folder (or a bare `.keras` file)."""
+
+    path: Path
+    model_path: Path
+
+    @property
+    def is_folder(self) -> bool:
+        return self.path.is_dir()
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    def file(self, name: str) -> Path:
+        """A file inside the run folder."""
+        return self.path / name
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        """Read a JSON file of the run; an empty dict if it is absent."""
+        p = self.path / name
+        if not self.is_folder or not p.exists():
+            return {}
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{p}: unreadable ({exc})") from None
+
+    @property
+    def data_spec(self) -> dict[str, Any]:
+        """What predict/evaluate need to preprocess inputs like training did."""
+        return self.read_json(DATA_SPEC_FILE)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.read_json(METRICS_FILE)
+
+
+def resolve_run(path: str | Path) -> Run:
+    """Find the run a user names: a run folder, a `<name>` folder holding
+    numbered runs (the latest is taken), or a bare `.keras` file.
+
+    Raises:
+        RunError: nothing usable is there.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise RunError(f"run not found: {p}", hint="pass a run folder such as runs/cnn_digits/1 or a .keras file")
+    if p.is_file():
+        if p.suffix != ".keras":
+            raise RunError(f"{p} is not a .keras model file or a run folder")
+        return Run(path=p.parent if p.name == MODEL_FILE else p, model_path=p) if p.name == MODEL_FILE else Run(path=p, model_path=p)
+    if (p / MODEL_FILE).exists():
+        return Run(path=p, model_path=p / MODEL_FILE)
+    numbered = sorted((c for c in p.iterdir() if c.name.isdigit() and (c / MODEL_FILE).exists()), key=lambda c: int(c.name))
+    if numbered:
+        return resolve_run(numbered[-1])
+    raise RunError(f"{p} holds no {MODEL_FILE}", hint="is the run finished? `dlcli train --resume` continues an interrupted one")
