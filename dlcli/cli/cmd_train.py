@@ -1,1 +1,76 @@
-"""Commands: placeholder until implemented."""
+"""`dlcli train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dlcli.cli.app import app
+from dlcli.cli.common import (
+    EpochsOpt,
+    JsonOpt,
+    NameOpt,
+    OutputRootOpt,
+    ResumeOpt,
+    SetOpt,
+    err_console,
+    handle_errors,
+    is_terminal,
+    print_json,
+)
+
+ConfigArg = Annotated[
+    Optional[Path],
+    typer.Argument(help="The YAML config (optional with --resume).", show_default=False),
+]
+DistributeOpt = Annotated[
+    Optional[str],
+    typer.Option("--distribute", help="tf.distribute strategy: none | auto | mirrored | multi_worker."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+@app.command()
+@handle_errors
+def train(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    output: OutputRootOpt = None,
+    name: NameOpt = None,
+    epochs: EpochsOpt = None,
+    resume: ResumeOpt = None,
+    distribute: DistributeOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Train a model from a YAML config and write a run folder.
+
+    Example: dlcli train configs/cnn_digits.yaml --epochs 5
+    """
+    from dlcli import api
+
+    progress = "none" if quiet else ("progress" if is_terminal() else "lines")
+    result = api.train(
+        config,
+        set_ or [],
+        output=output or Path("runs"),
+        name=name,
+        epochs=epochs,
+        resume=resume,
+        distribute=distribute,
+        progress=progress,
+        console=err_console,
+    )
+    m = result.metrics
+    if json_:
+        print_json(m)
+        return
+    test = m.get("test") or {}
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items())
+    err_console.print(
+        f"[green]done[/] {m['epochs_completed']} epoch(s) in {m['timings']['total_s']:.1f}s"
+        + (f"; test {shown}" if shown else "")
+    )
+    err_console.print(f"run folder: [bold]{result.run_dir}[/]")

@@ -1,0 +1,133 @@
+"""dlcli's Python API: plain typed functions, one per command.
+
+Each takes what the command takes and returns plain data or a result
+object; nothing here prints or exits. Heavy modules (TensorFlow) are
+imported inside the functions that need them.
+
+    >>> from dlcli import api
+    >>> result = api.train("configs/cnn_digits.yaml", overrides=["train.epochs=2"])
+    >>> api.evaluate(result.run_dir)["metrics"]["accuracy"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+
+from dlcli.runs import CONFIG_FILE
+
+ConfigLike = Union[str, Path, Mapping[str, Any]]
+
+
+def load(config: ConfigLike, overrides: Sequence[str] = ()) -> Any:
+    """Load and validate a config file (or a dict) with `--set` overrides.
+
+    Returns:
+        A validated `dlcli.config.Config`.
+    """
+    from dlcli.config import config_from_dict, load_config
+
+    if isinstance(config, Mapping):
+        return config_from_dict(dict(config), overrides=tuple(overrides))
+    return load_config(config, tuple(overrides))
+
+
+def summary(config: ConfigLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Build the config's model and describe its layers and parameters.
+
+    The input shape comes from `model.input_shape`, or from the data when
+    that is cheap to read (built-in and file sources).
+    """
+    cfg = load(config, overrides)
+    from dlcli.model import build_model, summarize
+
+    input_shape = None
+    num_classes = None
+    if not cfg.model.input_shape and not cfg.model.inputs:
+        from dlcli.data import load_data
+
+        bundle = load_data(cfg)
+        input_shape, num_classes = bundle.input_shape, bundle.num_classes
+    model = build_model(cfg, input_shape, num_classes=num_classes)
+    return summarize(model)
+
+
+def train(
+    config: Optional[ConfigLike] = None,
+    overrides: Sequence[str] = (),
+    *,
+    output: Union[str, Path] = "runs",
+    name: Optional[str] = None,
+    epochs: Optional[int] = None,
+    resume: Optional[Union[str, Path]] = None,
+    distribute: Optional[str] = None,
+    progress: str = "auto",
+    console: Any = None,
+) -> Any:
+    """Train a config and write a run folder (`<output>/<name>/<N>/`).
+
+    Args:
+        config: a config file or dict; optional with `resume`.
+        overrides: `key.path=value` strings, applied after `extends`.
+        output: root folder of run folders.
+        name: run name (default: the config's name).
+        epochs: shorthand for `train.epochs=N`.
+        resume: an interrupted (or finished) run folder to continue; its
+            own config.yaml is used, with `overrides` and `epochs` applied.
+        distribute: shorthand for `train.distribute=...`.
+        progress: auto | progress | lines | none.
+
+    Returns:
+        `dlcli.training.TrainResult` (run_dir, metrics, history).
+    """
+    from dlcli.errors import ConfigError, RunError
+
+    extra = list(overrides)
+    if epochs is not None:
+        extra.append(f"train.epochs={int(epochs)}")
+    if distribute is not None:
+        extra.append(f"train.distribute={distribute}")
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise RunError(f"cannot resume {run_dir}: no {CONFIG_FILE} there", hint="pass a run folder such as runs/cnn_digits/1")
+        config = run_dir / CONFIG_FILE
+    elif config is None:
+        raise ConfigError("a CONFIG file is needed (or --resume RUN)")
+    cfg = load(config, extra)
+    if name:
+        cfg.name = name
+    from dlcli.training import train as _train
+
+    return _train(cfg, output=output, name=name, resume=resume, progress=progress, console=console)
+
+
+def evaluate(run: Union[str, Path], *, data: Optional[str] = None, unsafe: bool = False) -> dict[str, Any]:
+    """Metrics of a run on its test split (or `data`); see dlcli.evaluation."""
+    from dlcli.evaluation import evaluate_run
+
+    return evaluate_run(run, data=data, unsafe=unsafe)
+
+
+def predict(
+    run: Union[str, Path],
+    inputs: Sequence[Union[str, Path]],
+    *,
+    top_k: int = 1,
+    batch_size: int = 64,
+    unsafe: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Predictions for image files/folders, CSV or NPZ files, one dict per
+    input (errors included as dicts with an `error` key); see
+    dlcli.prediction."""
+    from dlcli.prediction import predict_inputs
+
+    return predict_inputs(run, [str(p) for p in inputs], top_k=top_k, batch_size=batch_size, unsafe=unsafe)
+
+
+def export(run: Union[str, Path], fmt: str, **kwargs: Any) -> dict[str, Any]:
+    """Export a run's model (saved_model | tflite | onnx) with a parity
+    check; see dlcli.export."""
+    from dlcli.export import export_run
+
+    return export_run(run, fmt, **kwargs)
