@@ -34,3 +34,12 @@ def describe_strategy(strategy: Any, cfg: Any) -> dict[str, Any]:
         "batch_size_per_replica": cfg.data.batch_size,
         "global_batch_size": cfg.data.batch_size * replicas,
     }
+
+
+def run_fit(model: Any, strategy: Any, x: Any, **kwargs: Any) -> Any:
+    """Run `model.fit` under `strategy` (the one place the trainer fits).
+
+    Multi-worker training needs its own loop (keras-team/keras#20585); this
+    is where that choice is made, so the trainer stays the same.
+    """
+    return model.fit(x, **kwargs)

@@ -71,7 +71,7 @@ def train(
     from dlcli.data import load_data
     from dlcli.model import build_callbacks, build_model, compile_model
     from dlcli.training.callbacks import Progress, RunRecorder, SignalGuard, write_history
-    from dlcli.training.distribute import describe_strategy, get_strategy
+    from dlcli.training.distribute import describe_strategy, get_strategy, run_fit
 
     keras.utils.set_random_seed(cfg.seed)
     if cfg.train.mixed_precision != "none":
@@ -147,7 +147,9 @@ def train(
                 Progress(mode, total, steps, console),
             ]
             try:
-                model.fit(
+                run_fit(
+                    model,
+                    strategy,
                     bundle.train,
                     validation_data=bundle.val,
                     epochs=end,
