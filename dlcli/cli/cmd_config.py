@@ -1,1 +1,138 @@
-"""Commands: placeholder until implemented."""
+"""Commands: validate, schema, summary.
+
+`validate` and `schema` never import TensorFlow: configs are checked
+against the Keras catalogue (`dlcli.config.catalog`). `summary` builds the
+model, so it does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from dlcli.cli.app import app
+from dlcli.cli.common import JsonOpt, SetOpt, err_console, handle_errors, print_json
+
+ConfigArg = Annotated[Path, typer.Argument(help="The config file (YAML).", metavar="CONFIG", show_default=False)]
+
+# The JSON Schema dialect pydantic's model_json_schema() follows.
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _ref_name(ref: Any) -> str:
+    if isinstance(ref, dict):
+        return str(ref.get("class_name", "?"))
+    return str(ref)
+
+
+@app.command("validate")
+@handle_errors
+def validate(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    print_: Annotated[bool, typer.Option("--print", help="Print the fully resolved config (defaults, extends and --set applied) as YAML on stdout.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Check a config without importing TensorFlow: keys, types, Keras names and arguments, the layer graph."""
+    from dlcli.config import load_config
+
+    cfg = load_config(config, tuple(set_ or ()))
+    for notice in cfg.notices:
+        err_console.print(f"notice: {notice}", markup=False)
+    if json_:
+        print_json({"ok": True, "config": cfg.to_dict()})
+    elif print_:
+        sys.stdout.write(cfg.to_yaml())
+        sys.stdout.flush()
+    n = len(cfg.model.layers)
+    err_console.print(
+        f"ok: {config} ({n} layer{'s' if n != 1 else ''}, {_ref_name(cfg.compile.loss)}, {_ref_name(cfg.compile.optimizer)})",
+        markup=False,
+    )
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a dlcli config, for YAML language servers.
+
+    Returns:
+        `Config.model_json_schema()` with `$schema` and `title` set.
+    """
+    from dlcli.config.schema import Config
+
+    schema = Config.model_json_schema()
+    return {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "title": "dlcli config",
+        **{k: v for k, v in schema.items() if k not in ("title",)},
+    }
+
+
+@app.command("schema")
+@handle_errors
+def schema(
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Write the schema to this file instead of stdout.", show_default=False),
+    ] = None,
+) -> None:
+    """Print the JSON Schema of config files (for editor completion: `# yaml-language-server: $schema=...`)."""
+    text = json.dumps(config_json_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from dlcli.errors import ConfigError
+    from dlcli.runs import atomic_write_text
+
+    if output.is_dir():
+        raise ConfigError(f"--output {output} is a folder; give a file name such as dlcli.schema.json")
+    if not output.parent.is_dir():
+        raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
+    atomic_write_text(output, text)
+    err_console.print(f"wrote {output}", markup=False)
+
+
+@app.command("summary")
+@handle_errors
+def summary(config: ConfigArg, set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """Build the config's model and print its layers, output shapes and parameter counts."""
+    from dlcli import api
+
+    info = api.summary(config, list(set_ or ()))
+    # TensorFlow is loaded now: make sure later `validate` runs can check
+    # Keras names even when the shipped catalogue is for another version.
+    from dlcli.config.catalog import ensure_catalog
+
+    ensure_catalog()
+    if json_:
+        print_json(info)
+        return
+    _print_summary(info)
+
+
+def _print_summary(info: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"model {info.get('name', '')}", title_justify="left")
+    table.add_column("layer")
+    table.add_column("class")
+    table.add_column("output shape")
+    table.add_column("params", justify="right")
+    for layer in info.get("layers", []):
+        table.add_row(
+            str(layer.get("name", "")),
+            str(layer.get("class_name", "")),
+            str(layer.get("output_shape", "")),
+            f"{int(layer.get('params', 0)):,}",
+        )
+    err_console.print(table)
+    err_console.print(
+        f"total params: {int(info.get('total_params', 0)):,} "
+        f"(trainable {int(info.get('trainable_params', 0)):,}, "
+        f"non-trainable {int(info.get('non_trainable_params', 0)):,})",
+        markup=False,
+    )

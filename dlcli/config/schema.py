@@ -10,9 +10,12 @@ callbacks) and checked against Keras's own registries by
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from dlcli.errors import ConfigError
 
 # A Keras object reference: "adam", or {"class_name": "Adam", "config": {...}}.
 KerasRef = Union[str, dict[str, Any]]
@@ -108,3 +111,61 @@ class Config(_Section):
     compile: CompileConfig = Field(default_factory=CompileConfig, description="Loss, optimizer, metrics.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
     finetune: Optional[FinetuneConfig] = Field(None, description="Two-phase fine-tuning of a Backbone layer.")
+
+    # Where each dotted key path was written: "model.layers.1" -> (file, line).
+    _positions: dict[str, tuple[Optional[str], Optional[int]]] = PrivateAttr(default_factory=dict)
+    _source_file: Optional[Path] = PrivateAttr(default=None)
+    _notices: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def source_file(self) -> Optional[Path]:
+        """The config file this was loaded from (None for a dict)."""
+        return self._source_file
+
+    @property
+    def notices(self) -> list[str]:
+        """One-line notices from loading (checks that could not run)."""
+        return list(self._notices)
+
+    def locate(self, key_path: str) -> tuple[Optional[str], Optional[int]]:
+        """Return `(file, line)` where `key_path` (or its nearest parent) was written.
+
+        Args:
+            key_path: a dotted key path such as `compile.optimizer.learning_rate`.
+
+        Returns:
+            The file (or `--set`) and 1-based line; `(source file, None)`
+            when nothing on the path was written in a file.
+        """
+        key = str(key_path)
+        while True:
+            if key in self._positions:
+                return self._positions[key]
+            if not key:
+                break
+            key = key.rpartition(".")[0]
+        return (str(self._source_file) if self._source_file else None, None)
+
+    def error(self, key_path: str, message: str, hint: Optional[str] = None) -> ConfigError:
+        """Build a ConfigError located at `key_path`'s file and line.
+
+        Args:
+            key_path: the dotted key path the error is about.
+            message: what is wrong (one line).
+            hint: a suggestion, such as "did you mean 'filters'?".
+
+        Returns:
+            The error, to `raise`.
+        """
+        file, line = self.locate(key_path)
+        return ConfigError(message, file=file, line=line, key=key_path or None, hint=hint)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved config as plain data: defaults included, no `extends`."""
+        return self.model_dump(mode="python", exclude={"extends"})
+
+    def to_yaml(self) -> str:
+        """The fully resolved config as block-style YAML, keys in schema order."""
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True)

@@ -1,0 +1,985 @@
+"""Keras names and arguments, checked without importing TensorFlow.
+
+`dlcli validate` must answer in a fraction of a second, so it cannot ask
+Keras whether `Conv2d` is a layer. Instead it reads a catalogue generated
+*from* Keras (`python -m dlcli.config.catalog` writes
+`dlcli/config/keras_catalog.json`): every layer, loss, optimizer, learning
+rate schedule, metric, callback, application (backbone), activation,
+initializer, regularizer and constraint name Keras accepts, found by asking
+Keras's own `get()` functions and registries, and every constructor's
+argument names, read with `inspect` through the class hierarchy.
+
+The shipped catalogue is used when it was generated from the installed
+Keras version; otherwise a TensorFlow-importing command (`summary`,
+`train`) calls `ensure_catalog()`, which generates one into the user cache
+(`$XDG_CACHE_HOME/dlcli` or `~/.cache/dlcli`). Without either, only the
+config's structure is checked, and `check_config` says so in a notice.
+
+The check functions (`check_layer_kwargs`, `check_loss`, ...) raise
+`ConfigError`; given a `cfg` they locate the error at its file and line,
+so the model builder can reuse them with the same messages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Optional
+
+from dlcli.config.suggest import closest, did_you_mean, one_of
+from dlcli.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dlcli.config.schema import Config
+
+# Bump when the JSON layout changes, so an old cached file is not misread.
+FORMAT = 1
+SHIPPED_CATALOG = Path(__file__).with_name("keras_catalog.json")
+
+# Names dlcli adds where Keras has none. Backbone wraps a keras.applications
+# model; its `name` is the application (MobileNetV2 or mobilenet_v2).
+BACKBONE = "Backbone"
+BACKBONE_ARGS = ("name", "weights", "trainable", "pooling", "preprocess", "fine_tune_at")
+EXTRA_LAYERS = {BACKBONE: BACKBONE_ARGS}
+EXTRA_LOSSES = ("ctc",)
+EXTRA_METRICS = ("ctc_sequence_accuracy", "sequence_accuracy")
+
+# Keys a layer entry may carry beside its class key.
+ENTRY_KEYS = ("name", "inputs")
+# The name `inputs:` uses for the model's input when `model.inputs` does
+# not name several.
+DEFAULT_INPUT = "input"
+
+# Keys a `{class_name, config}` reference may carry; Keras's own serialized
+# form adds `module` and `registered_name`, accepted so pasted configs work.
+REF_KEYS = ("class_name", "config", "module", "registered_name")
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+
+# Layer arguments whose string values name a Keras object of a category.
+_VALUE_CATEGORIES = (
+    ("activation", "activations"),
+    ("_initializer", "initializers"),
+    ("_regularizer", "regularizers"),
+    ("_constraint", "constraints"),
+)
+
+
+# --------------------------------------------------------------------------
+# Generating the catalogue (imports Keras)
+# --------------------------------------------------------------------------
+
+
+def _snake(name: str) -> str:
+    text = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text).lower()
+
+
+def _variants(names: Iterable[str]) -> set[str]:
+    """Spellings worth asking Keras about; Keras decides which it accepts."""
+    out: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or not name or name.startswith("_"):
+            continue
+        for v in (name, name.lower(), name.upper(), name.capitalize(), _snake(name)):
+            out.add(v)
+    return out
+
+
+def _popped_kwargs(fn: Any) -> list[str]:
+    """Names an `__init__` takes out of `**kwargs` (`kwargs.pop("input_shape")`)."""
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return []
+    found = re.findall(r"kwargs\.(?:pop|get)\(\s*[\"'](\w+)[\"']", source)
+    found += re.findall(r"[\"'](\w+)[\"']\s+in\s+kwargs", source)
+    return found
+
+
+def _init_args(cls: type, stops: tuple = ()) -> dict[str, Any]:
+    """Constructor argument names of `cls`, following `**kwargs` up the MRO.
+
+    A class whose `__init__` forwards `**kwargs` accepts its base's
+    arguments too; the walk stops at a class without `**kwargs`, or at one
+    of `stops` (Keras's Layer and optimizer base check leftover kwargs
+    themselves). `open` is True when `**kwargs` leads nowhere known, so any
+    argument may be accepted and none can be refused.
+    """
+    names: list[str] = []
+    following = False
+    last = None
+    for klass in cls.__mro__:
+        if klass is object:
+            break
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        last = klass
+        try:
+            params = list(inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):
+            return {"args": sorted(set(names)), "open": True}
+        following = False
+        for i, p in enumerate(params):
+            if i == 0 and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                continue  # self
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                names.append(p.name)
+            elif p.kind == p.VAR_KEYWORD:
+                following = True
+        names += _popped_kwargs(init)
+        if not following or klass in stops:
+            break
+    is_open = following and last not in stops
+    return {"args": sorted(set(names)), "open": bool(is_open)}
+
+
+def _quiet_call(fn: Any, *args: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args)
+
+
+def _accepted(get: Any, candidates: Iterable[str]) -> list[str]:
+    """The candidates Keras's `get` accepts as a string identifier."""
+    ok = []
+    for name in sorted(set(candidates)):
+        try:
+            if _quiet_call(get, name) is not None:
+                ok.append(name)
+        except Exception:  # noqa: BLE001 - any refusal means "not a name"
+            continue
+    return ok
+
+
+def _private_dict(module_name: str) -> dict[str, Any]:
+    """A Keras module's ALL_OBJECTS_DICT (what its deserialize looks up), if any."""
+    try:
+        return dict(getattr(importlib.import_module(module_name), "ALL_OBJECTS_DICT", {}))
+    except ImportError:
+        return {}
+
+
+def _public(module: Any) -> dict[str, Any]:
+    return {n: getattr(module, n) for n in dir(module) if not n.startswith("_")}
+
+
+def _source_literals(fn: Any) -> set[str]:
+    """Quoted words in a Keras function's source (compile's "acc", "ce")."""
+    try:
+        return set(re.findall(r"[\"']([A-Za-z_]+)[\"']", inspect.getsource(fn)))
+    except (OSError, TypeError):
+        return set()
+
+
+def _targets(objects: dict[str, Any], stops: tuple = ()) -> tuple[dict[str, str], dict[str, dict]]:
+    """Map names to their class (or function) name, and record arguments."""
+    names: dict[str, str] = {}
+    targets: dict[str, dict] = {}
+    for name, obj in objects.items():
+        if inspect.isclass(obj):
+            target = obj.__name__
+            if target not in targets:
+                targets[target] = _init_args(obj, stops)
+        elif callable(obj):
+            target = getattr(obj, "__name__", name)
+            targets.setdefault(target, {"args": None, "open": False})
+        else:
+            continue
+        names[name] = target
+    return names, targets
+
+
+def _keras_refs(keras: Any, module: Any, private: str, compile_fn: Optional[str], base: type, stops: tuple = ()) -> dict[str, Any]:
+    """Names of a loss/metric/optimizer family, as strings and as class_name."""
+    objects = _private_dict(private) or {
+        n: o for n, o in _public(module).items() if (inspect.isclass(o) and issubclass(o, base)) or inspect.isfunction(o)
+    }
+    objects = {n: o for n, o in objects.items() if not (inspect.isclass(o) and o is base)}
+    dict_names, targets = _targets(objects, stops)
+    candidates = _variants(list(objects) + list(_public(module)))
+    get = module.get
+    if compile_fn is not None:
+        # model.compile() accepts a few more strings than `get` ("acc",
+        # "ce"); ask compile's own resolver, with dummy labels.
+        try:
+            import numpy as np
+
+            compile_utils = importlib.import_module("keras.src.trainers.compile_utils")
+            resolver = getattr(compile_utils, compile_fn)
+            candidates |= _variants(_source_literals(resolver))
+            y_true, y_pred = np.zeros((2, 1), "float32"), np.zeros((2, 3), "float32")
+
+            def get(name: str, _r: Any = resolver) -> Any:  # noqa: F811
+                return _r(name, y_true, y_pred)
+
+        except (ImportError, AttributeError):
+            pass
+    names = _accepted(get, candidates)
+    # Optimizers resolve a class_name case-insensitively: find out by asking.
+    case_insensitive = False
+    for name in list(dict_names)[:3]:
+        try:
+            _quiet_call(module.get, {"class_name": name.swapcase(), "config": {}})
+            case_insensitive = True
+            break
+        except Exception:  # noqa: BLE001
+            continue
+    return {
+        "names": names,
+        "dict_names": dict_names,
+        "targets": targets,
+        "dict_case_insensitive": case_insensitive,
+    }
+
+
+def _classes(module: Any, base: type, stops: tuple = ()) -> dict[str, Any]:
+    objects = {n: o for n, o in _public(module).items() if inspect.isclass(o) and issubclass(o, base)}
+    names, targets = _targets(objects, stops)
+    return {"names": sorted(names), "dict_names": names, "targets": targets}
+
+
+def _backbones(keras: Any) -> dict[str, Any]:
+    apps = keras.applications
+    functions = {
+        n: o
+        for n, o in _public(apps).items()
+        if inspect.isfunction(o) and "include_top" in inspect.signature(o).parameters
+    }
+    names: dict[str, str] = {}
+    for n in functions:
+        for v in (n, n.lower(), _snake(n)):
+            names[v] = n
+    # A submodule holding exactly one application names it too
+    # (keras.applications.mobilenet_v2 -> MobileNetV2).
+    for mod_name, mod in _public(apps).items():
+        if inspect.ismodule(mod):
+            held = [n for n, f in functions.items() if getattr(mod, n, None) is f]
+            if len(held) == 1:
+                names.setdefault(mod_name, held[0])
+    targets = {n: {"args": sorted(inspect.signature(f).parameters), "open": False} for n, f in functions.items()}
+    return {"names": sorted(names), "dict_names": names, "targets": targets}
+
+
+def _simple(module: Any, private: str) -> dict[str, Any]:
+    candidates = _variants(list(_private_dict(private)) + list(_public(module)))
+    candidates.discard("get")
+    candidates.discard("serialize")
+    candidates.discard("deserialize")
+    return {"names": _accepted(module.get, candidates)}
+
+
+def generate() -> dict[str, Any]:
+    """Build the catalogue by asking the installed Keras.
+
+    Returns:
+        The catalogue as plain JSON-ready data, tagged with the Keras
+        version it came from.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    layer_base = keras.layers.Layer
+    layer_objects = {n: o for n, o in _public(keras.layers).items() if inspect.isclass(o) and issubclass(o, layer_base)}
+    # Layers registered with @keras.saving.register_keras_serializable.
+    for name, obj in keras.saving.get_custom_objects().items():
+        if inspect.isclass(obj) and issubclass(obj, layer_base):
+            layer_objects.setdefault(name, obj)
+    layer_names, layer_targets = _targets(layer_objects, (layer_base,))
+    optimizer_base = keras.optimizers.Optimizer
+    optimizer_stops = tuple(k for k in optimizer_base.__mro__ if k.__name__ == "BaseOptimizer") or (optimizer_base,)
+    return {
+        "format": FORMAT,
+        "keras_version": _installed_keras_version() or keras.__version__,
+        "generator": "python -m dlcli.config.catalog",
+        "layers": {"names": sorted(layer_names), "dict_names": layer_names, "targets": layer_targets},
+        "losses": _keras_refs(keras, keras.losses, "keras.src.losses", "get_loss", keras.losses.Loss),
+        "metrics": _keras_refs(keras, keras.metrics, "keras.src.metrics", "get_metric", keras.metrics.Metric),
+        "optimizers": _keras_refs(keras, keras.optimizers, "keras.src.optimizers", None, optimizer_base, optimizer_stops),
+        "schedules": _classes(keras.optimizers.schedules, keras.optimizers.schedules.LearningRateSchedule),
+        "callbacks": _classes(keras.callbacks, keras.callbacks.Callback),
+        "backbones": _backbones(keras),
+        "activations": _simple(keras.activations, "keras.src.activations"),
+        "initializers": _simple(keras.initializers, "keras.src.initializers"),
+        "regularizers": _simple(keras.regularizers, "keras.src.regularizers"),
+        "constraints": _simple(keras.constraints, "keras.src.constraints"),
+    }
+
+
+# --------------------------------------------------------------------------
+# Finding a catalogue (no Keras import)
+# --------------------------------------------------------------------------
+
+
+def _installed_keras_version() -> Optional[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keras")
+    except PackageNotFoundError:
+        return None
+
+
+def cache_path(keras_version: str) -> Path:
+    """Where a catalogue generated at run time is cached for `keras_version`."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "dlcli" / f"keras_catalog-{keras_version}.json"
+
+
+class Catalog:
+    """Read access to a generated catalogue."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.keras_version: str = data.get("keras_version", "")
+
+    def names(self, category: str) -> list[str]:
+        """Every string identifier of a category (`losses`: "mse", "MSE", ...)."""
+        return list(self.data.get(category, {}).get("names", []))
+
+    def accepts(self, category: str, name: str) -> bool:
+        """True when Keras accepts `name` as a string identifier."""
+        return name in self._name_set(category)
+
+    def _name_set(self, category: str) -> set[str]:
+        cache = self.__dict__.setdefault("_sets", {})
+        if category not in cache:
+            cache[category] = set(self.names(category))
+        return cache[category]
+
+    def dict_target(self, category: str, name: str) -> Optional[str]:
+        """The class (or function) a `class_name` resolves to, or None."""
+        section = self.data.get(category, {})
+        table = section.get("dict_names", {})
+        if name in table:
+            return table[name]
+        if section.get("dict_case_insensitive"):
+            lowered = {k.lower(): v for k, v in table.items()}
+            return lowered.get(name.lower())
+        return None
+
+    def dict_names(self, category: str) -> list[str]:
+        return list(self.data.get(category, {}).get("dict_names", {}))
+
+    def arguments(self, category: str, target: str) -> Optional[dict[str, Any]]:
+        """`{"args": [...] or None (a function), "open": bool}` for a target."""
+        return self.data.get(category, {}).get("targets", {}).get(target)
+
+
+_memo: dict[str, Optional[Catalog]] = {}
+
+
+def _read_catalog(path: Path, keras_version: str) -> Optional[Catalog]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("format") == FORMAT and data.get("keras_version") == keras_version:
+        return Catalog(data)
+    return None
+
+
+def get_catalog() -> Optional[Catalog]:
+    """The catalogue for the installed Keras, without importing it.
+
+    Returns:
+        The shipped catalogue when its Keras version matches, else the user
+        cache's; when Keras is already imported (a training process), one
+        generated now; else None (structural checks only).
+    """
+    version = _installed_keras_version()
+    if version is None:
+        return None
+    if _memo.get(version) is not None:
+        return _memo[version]
+    found = _read_catalog(SHIPPED_CATALOG, version) or _read_catalog(cache_path(version), version)
+    if found is None and "keras" in sys.modules:
+        found = ensure_catalog()
+    _memo[version] = found
+    return found
+
+
+def ensure_catalog() -> Catalog:
+    """Return a catalogue for the installed Keras, generating and caching
+    one when none matches (imports Keras: call it where TensorFlow is
+    loaded anyway, e.g. before building a model).
+
+    Returns:
+        The catalogue.
+    """
+    version = _installed_keras_version() or ""
+    if _memo.get(version) is not None:
+        return _memo[version]  # type: ignore[return-value]
+    found = _read_catalog(SHIPPED_CATALOG, version) or _read_catalog(cache_path(version), version)
+    if found is None:
+        data = generate()
+        found = Catalog(data)
+        try:
+            from dlcli.runs import atomic_write_text
+
+            target = cache_path(data["keras_version"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, json.dumps(data, indent=1, sort_keys=True))
+        except OSError:
+            pass  # a read-only home only costs a regeneration next time
+    _memo[version] = found
+    return found
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Regenerate `dlcli/config/keras_catalog.json` from the installed Keras."""
+    import argparse
+
+    from dlcli.runs import atomic_write_text
+
+    parser = argparse.ArgumentParser(prog="python -m dlcli.config.catalog", description=main.__doc__)
+    parser.add_argument("--output", "-o", type=Path, default=SHIPPED_CATALOG, help="where to write the JSON")
+    args = parser.parse_args(argv)
+    data = generate()
+    atomic_write_text(args.output, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    counts = ", ".join(f"{len(data[k]['names'])} {k}" for k in ("layers", "losses", "metrics", "optimizers", "schedules", "callbacks", "backbones"))
+    print(f"wrote {args.output} (keras {data['keras_version']}: {counts})", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------
+
+
+def _fail(cfg: Optional["Config"], key: str, message: str, hint: Optional[str] = None) -> ConfigError:
+    if cfg is not None:
+        return cfg.error(key, message, hint)
+    return ConfigError(message, key=key, hint=hint)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def is_import_path(name: str) -> bool:
+    """True for a dotted import path such as `mypkg.layers.Gate`."""
+    return bool(_IMPORT_PATH.match(name))
+
+
+def _live_registered(name: str) -> bool:
+    """Registered custom objects count, when Keras is already loaded."""
+    if "keras" not in sys.modules:
+        return False
+    try:
+        return sys.modules["keras"].saving.get_registered_object(name) is not None
+    except Exception:  # noqa: BLE001
+        return False
+
+
+class LayerEntry(NamedTuple):
+    """One parsed `model.layers` (or augment, callbacks) entry.
+
+    Attributes:
+        class_name: `Conv2D`, `Backbone`, or a dotted import path.
+        kwargs: the constructor arguments (graph keys removed).
+        name: the layer's name in the graph (entry `name:`, or the
+            `name` argument), or None.
+        inputs: names the layer takes its inputs from, or None (the
+            previous layer).
+        key_path: where the entry is (`model.layers.2`).
+        args_path: where its arguments are (`model.layers.2.Conv2D`).
+    """
+
+    class_name: str
+    kwargs: dict[str, Any]
+    name: Optional[str]
+    inputs: Optional[list[str]]
+    key_path: str
+    args_path: str
+
+
+def parse_entry(entry: Any, key_path: str, *, cfg: Optional["Config"] = None, what: str = "layer", graph: bool = True) -> LayerEntry:
+    """Split a layer or callback entry into class, arguments, name and inputs.
+
+    An entry is `ClassName`, or `{ClassName: {kwargs}}` with, for graph
+    layers, `name:` and `inputs:` beside the class key or among the kwargs.
+
+    Args:
+        entry: the entry as written.
+        key_path: its dotted path, for errors.
+        cfg: the config, to locate errors at their line.
+        what: "layer", "augment layer" or "callback", for messages.
+        graph: whether `name:`/`inputs:` may stand beside the class key.
+
+    Returns:
+        The parsed `LayerEntry`.
+
+    Raises:
+        ConfigError: an entry of the wrong shape.
+    """
+    if isinstance(entry, str):
+        if not entry.strip():
+            raise _fail(cfg, key_path, f"empty {what} name")
+        return LayerEntry(entry.strip(), {}, None, None, key_path, key_path)
+    if not isinstance(entry, dict) or not entry:
+        raise _fail(
+            cfg, key_path, f"expected a {what} like `Dense` or `Dense: {{units: 8}}`, got {_kind(entry)}"
+        )
+    beside = ENTRY_KEYS if graph else ()
+    class_keys = [k for k in entry if k not in beside]
+    if not class_keys:
+        raise _fail(cfg, key_path, f"{what} entry has no class, only {', '.join(map(str, entry))}")
+    class_name = class_keys[0]
+    if not isinstance(class_name, str):
+        raise _fail(cfg, key_path, f"a {what} class must be a name, got {class_name!r}")
+    args_path = f"{key_path}.{class_name}"
+    if len(class_keys) > 1:
+        stray = class_keys[1]
+        allowed = ", ".join(f"'{k}'" for k in beside)
+        hint = f"only {allowed} may stand beside the class; arguments go under {class_name}: {{...}}" if beside else (
+            f"one {what} per list item; arguments go under {class_name}: {{...}}"
+        )
+        raise _fail(cfg, f"{key_path}.{stray}", f"unexpected key '{stray}' beside {what} '{class_name}'", hint)
+    raw = entry[class_name]
+    if raw is None:
+        kwargs: dict[str, Any] = {}
+    elif isinstance(raw, dict):
+        kwargs = dict(raw)
+    else:
+        raise _fail(
+            cfg,
+            args_path,
+            f"the arguments of {class_name} must be a mapping like {class_name}: {{...}}, got {_kind(raw)}",
+        )
+    for k in kwargs:
+        if not isinstance(k, str):
+            raise _fail(cfg, f"{args_path}.{k}", f"{class_name} argument names must be words, got {k!r}")
+    name = entry.get("name") if graph else None
+    if graph and "name" in entry and "name" in kwargs and class_name != BACKBONE:
+        raise _fail(cfg, f"{key_path}.name", f"{class_name} has a name twice: beside the class and in its arguments")
+    if name is None and class_name != BACKBONE and "name" in kwargs:
+        name = kwargs["name"]
+        name_path = f"{args_path}.name"
+    else:
+        name_path = f"{key_path}.name"
+    if name is not None and not (isinstance(name, str) and name):
+        raise _fail(cfg, name_path, f"a layer name must be a non-empty string, got {_kind(name)}")
+    inputs_path = f"{key_path}.inputs"
+    inputs = entry.get("inputs") if graph else None
+    if graph and inputs is None and "inputs" in kwargs and not _takes_inputs(class_name):
+        # `Add: {inputs: [a, b]}` as the shipped configs write it.
+        inputs = kwargs.pop("inputs")
+        inputs_path = f"{args_path}.inputs"
+    if inputs is not None:
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not (isinstance(inputs, list) and inputs and all(isinstance(i, str) and i for i in inputs)):
+            raise _fail(cfg, inputs_path, f"inputs must be a layer name or a list of names, got {_kind(inputs)}")
+    return LayerEntry(class_name, kwargs, name, inputs, key_path, args_path)
+
+
+def _takes_inputs(class_name: str) -> bool:
+    cat = get_catalog()
+    if cat is None:
+        return False
+    target = cat.dict_target("layers", class_name)
+    info = cat.arguments("layers", target) if target else None
+    return bool(info and info.get("args") and "inputs" in info["args"])
+
+
+def check_layer_name(class_name: str, key_path: str, *, cfg: Optional["Config"] = None) -> None:
+    """Check that a layer class exists in Keras (or is dlcli's or an import path).
+
+    Args:
+        class_name: the class key as written.
+        key_path: the entry's dotted path, for the error.
+        cfg: the config, to locate errors.
+
+    Raises:
+        ConfigError: an unknown layer, with the closest Keras name.
+    """
+    if class_name in EXTRA_LAYERS:
+        return
+    if "." in class_name:
+        if not is_import_path(class_name):
+            raise _fail(cfg, key_path, f"'{class_name}' is not a valid import path", "write package.module.ClassName")
+        return
+    cat = get_catalog()
+    if cat is None or cat.dict_target("layers", class_name) is not None or _live_registered(class_name):
+        return
+    candidates = cat.names("layers") + list(EXTRA_LAYERS)
+    raise _fail(cfg, key_path, f"unknown layer '{class_name}'", did_you_mean(class_name, candidates))
+
+
+def check_layer_kwargs(class_name: str, kwargs: dict[str, Any], key_path: str, *, cfg: Optional["Config"] = None) -> None:
+    """Check a layer's arguments against its Keras constructor.
+
+    Also checks string values of activation, initializer, regularizer and
+    constraint arguments (`activation: rellu`).
+
+    Args:
+        class_name: the layer class.
+        kwargs: its arguments.
+        key_path: the path of the arguments (`model.layers.1.Conv2D`).
+        cfg: the config, to locate errors.
+
+    Raises:
+        ConfigError: an argument the class does not take, with the closest.
+    """
+    if class_name == BACKBONE:
+        _check_backbone(kwargs, key_path, cfg)
+        return
+    cat = get_catalog()
+    if cat is None or "." in class_name:
+        return
+    target = cat.dict_target("layers", class_name)
+    info = cat.arguments("layers", target) if target else None
+    if info is not None:
+        _check_args(class_name, kwargs, info, key_path, cfg)
+    for arg, value in kwargs.items():
+        if not isinstance(value, str):
+            continue
+        for suffix, category in _VALUE_CATEGORIES:
+            if arg.endswith(suffix) and cat.names(category) and not cat.accepts(category, value):
+                kind = category[:-1]
+                raise _fail(
+                    cfg,
+                    f"{key_path}.{arg}",
+                    f"unknown {kind} '{value}' for {class_name}",
+                    did_you_mean(value, cat.names(category)),
+                )
+
+
+def _check_args(owner: str, kwargs: dict[str, Any], info: dict[str, Any], key_path: str, cfg: Optional["Config"]) -> None:
+    args = info.get("args")
+    if args is None:
+        if kwargs:
+            raise _fail(cfg, key_path, f"{owner} is a function and takes no config", "use its class name to pass arguments")
+        return
+    if info.get("open"):
+        return
+    for k in kwargs:
+        if k not in args:
+            near = did_you_mean(k, args)
+            raise _fail(
+                cfg,
+                f"{key_path}.{k}",
+                f"{owner} has no argument '{k}'",
+                near or (one_of(args) if args else f"{owner} takes no arguments"),
+            )
+
+
+def _check_backbone(kwargs: dict[str, Any], key_path: str, cfg: Optional["Config"]) -> None:
+    for k in kwargs:
+        if k not in BACKBONE_ARGS:
+            raise _fail(
+                cfg, f"{key_path}.{k}", f"Backbone has no argument '{k}'", did_you_mean(k, BACKBONE_ARGS) or one_of(BACKBONE_ARGS)
+            )
+    name = kwargs.get("name")
+    if not isinstance(name, str) or not name:
+        cat = get_catalog()
+        example = ", ".join(cat.names("backbones")[:4]) if cat else "mobilenet_v2"
+        raise _fail(cfg, key_path, "Backbone needs name: a keras.applications model", f"for example {example}")
+    cat = get_catalog()
+    if cat is not None and cat.dict_target("backbones", name) is None:
+        raise _fail(
+            cfg, f"{key_path}.name", f"unknown backbone '{name}'", did_you_mean(name, cat.names("backbones")) or "see keras.applications"
+        )
+
+
+def _check_ref(
+    category: str,
+    label: str,
+    ref: Any,
+    key_path: str,
+    cfg: Optional["Config"],
+    extras: tuple = (),
+) -> Optional[str]:
+    """Check a `name` or `{class_name, config}` reference; return the target."""
+    cat = get_catalog()
+    if isinstance(ref, str):
+        if ref in extras or cat is None or cat.accepts(category, ref):
+            return ref
+        hint = did_you_mean(ref, cat.names(category) + list(extras))
+        if hint is None and cat.dict_target(category, ref) is not None:
+            hint = f"{ref} needs arguments: write {{class_name: {ref}, config: {{...}}}}"
+        raise _fail(cfg, key_path, f"unknown {label} '{ref}'", hint)
+    if not isinstance(ref, dict):
+        raise _fail(cfg, key_path, f"expected a {label} name or {{class_name: ..., config: {{...}}}}, got {_kind(ref)}")
+    if "class_name" not in ref:
+        near = next((k for k in ref if isinstance(k, str) and closest(k, REF_KEYS)), None)
+        hint = did_you_mean(near, REF_KEYS) if near is not None else None
+        raise _fail(cfg, key_path, f"a {label} mapping needs class_name (and optionally config)", hint)
+    for k in ref:
+        if k not in REF_KEYS:
+            raise _fail(cfg, f"{key_path}.{k}", f"unexpected key '{k}' in a {label} reference", did_you_mean(k, REF_KEYS) or "use class_name and config")
+    name = ref["class_name"]
+    if not isinstance(name, str) or not name:
+        raise _fail(cfg, f"{key_path}.class_name", f"class_name must be a {label} class name, got {_kind(name)}")
+    config = ref.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise _fail(cfg, f"{key_path}.config", f"config must be a mapping of {name}'s arguments, got {_kind(config)}")
+    if name in extras or cat is None:
+        return name
+    target = cat.dict_target(category, name)
+    if target is None:
+        raise _fail(cfg, f"{key_path}.class_name", f"unknown {label} '{name}'", did_you_mean(name, cat.dict_names(category) + list(extras)))
+    info = cat.arguments(category, target)
+    if info is not None and config:
+        _check_args(target, {k: v for k, v in config.items()}, info, f"{key_path}.config", cfg)
+    return target
+
+
+def check_loss(ref: Any, key_path: str = "compile.loss", *, cfg: Optional["Config"] = None, outputs: Optional[list[str]] = None) -> None:
+    """Check a loss: a Keras name (`mse`), `{class_name, config}`, dlcli's `ctc`,
+    or, for a model with named outputs, a mapping of output name to loss.
+
+    Raises:
+        ConfigError: an unknown loss or argument, with the closest.
+    """
+    if isinstance(ref, dict) and "class_name" not in ref and outputs and all(k in outputs for k in ref):
+        for out, sub in ref.items():
+            check_loss(sub, f"{key_path}.{out}", cfg=cfg)
+        return
+    _check_ref("losses", "loss", ref, key_path, cfg, EXTRA_LOSSES)
+
+
+def check_metric(ref: Any, key_path: str, *, cfg: Optional["Config"] = None) -> None:
+    """Check a metric: a Keras name, `{class_name, config}` or dlcli's own.
+
+    Raises:
+        ConfigError: an unknown metric or argument, with the closest.
+    """
+    _check_ref("metrics", "metric", ref, key_path, cfg, EXTRA_METRICS)
+
+
+def check_schedule(ref: Any, key_path: str, *, cfg: Optional["Config"] = None) -> None:
+    """Check a learning-rate schedule `{class_name: ExponentialDecay, config: {...}}`.
+
+    Raises:
+        ConfigError: an unknown schedule or argument, with the closest.
+    """
+    if isinstance(ref, str):
+        raise _fail(cfg, key_path, f"expected a number or a schedule {{class_name: ..., config: {{...}}}}, got {ref!r}")
+    _check_ref("schedules", "learning-rate schedule", ref, key_path, cfg)
+
+
+def check_optimizer(ref: Any, key_path: str = "compile.optimizer", *, cfg: Optional["Config"] = None) -> None:
+    """Check an optimizer name or `{class_name, config}`, including a
+    learning-rate schedule given as its `learning_rate`.
+
+    Raises:
+        ConfigError: an unknown optimizer, argument or schedule.
+    """
+    _check_ref("optimizers", "optimizer", ref, key_path, cfg)
+    if isinstance(ref, dict) and isinstance(ref.get("config"), dict):
+        lr = ref["config"].get("learning_rate")
+        lr_path = f"{key_path}.config.learning_rate"
+        if isinstance(lr, (dict, str)):
+            check_schedule(lr, lr_path, cfg=cfg)
+        elif lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float))):
+            raise _fail(cfg, lr_path, f"expected a number or a schedule {{class_name: ..., config: {{...}}}}, got {_kind(lr)}")
+
+
+def check_callback(class_name: str, kwargs: dict[str, Any], key_path: str, args_path: Optional[str] = None, *, cfg: Optional["Config"] = None) -> None:
+    """Check a Keras callback name and its arguments.
+
+    Raises:
+        ConfigError: an unknown callback or argument, with the closest.
+    """
+    if "." in class_name:
+        if not is_import_path(class_name):
+            raise _fail(cfg, key_path, f"'{class_name}' is not a valid import path", "write package.module.ClassName")
+        return
+    cat = get_catalog()
+    if cat is None:
+        return
+    target = cat.dict_target("callbacks", class_name)
+    if target is None:
+        raise _fail(cfg, key_path, f"unknown callback '{class_name}'", did_you_mean(class_name, cat.names("callbacks")))
+    info = cat.arguments("callbacks", target)
+    if info is not None:
+        _check_args(class_name, kwargs, info, args_path or f"{key_path}.{class_name}", cfg)
+
+
+def model_entries(cfg: "Config") -> list[LayerEntry]:
+    """Parse and check every `model.layers` entry (names and arguments).
+
+    Args:
+        cfg: the config.
+
+    Returns:
+        The parsed entries, in order.
+
+    Raises:
+        ConfigError: the first bad entry.
+    """
+    entries = []
+    for i, raw in enumerate(cfg.model.layers):
+        entry = parse_entry(raw, f"model.layers.{i}", cfg=cfg)
+        check_layer_name(entry.class_name, entry.key_path, cfg=cfg)
+        check_layer_kwargs(entry.class_name, entry.kwargs, entry.args_path, cfg=cfg)
+        entries.append(entry)
+    return entries
+
+
+def check_graph(cfg: "Config", entries: list[LayerEntry]) -> None:
+    """Check the layer graph: unique names, known inputs, no cycle, known outputs.
+
+    Layers without `inputs:` take the previous layer's output (the first
+    takes the model input), as in a stack.
+
+    Args:
+        cfg: the config.
+        entries: its parsed `model.layers`.
+
+    Raises:
+        ConfigError: a duplicate name, an unknown input or output, a cycle.
+    """
+    model_inputs = list(cfg.model.inputs) if cfg.model.inputs else [DEFAULT_INPUT]
+    by_name: dict[str, int] = {}
+    for i, e in enumerate(entries):
+        if e.name is None:
+            continue
+        if e.name in by_name:
+            raise _fail(cfg, _name_path(e), f"duplicate layer name '{e.name}' (also model.layers.{by_name[e.name]})")
+        if cfg.model.inputs and e.name in cfg.model.inputs:
+            raise _fail(cfg, _name_path(e), f"layer name '{e.name}' is also a model input name")
+        by_name[e.name] = i
+    known = list(by_name) + model_inputs
+    edges: dict[int, list[int]] = {}
+    for i, e in enumerate(entries):
+        if e.inputs is None:
+            edges[i] = [i - 1] if i > 0 else []
+            continue
+        edges[i] = []
+        for src in e.inputs:
+            if src in by_name:
+                edges[i].append(by_name[src])
+            elif src not in model_inputs:
+                raise _fail(
+                    cfg,
+                    _inputs_path(e),
+                    f"inputs names an unknown layer '{src}'",
+                    did_you_mean(src, known) or f"known names: {', '.join(known)}",
+                )
+    cycle = _find_cycle(edges)
+    if cycle:
+        names = [entries[i].name or f"model.layers.{i}" for i in cycle]
+        first = entries[cycle[0]]
+        raise _fail(cfg, _inputs_path(first) if first.inputs else first.key_path, "layers form a cycle: " + " -> ".join(names))
+    for j, out in enumerate(cfg.model.outputs or []):
+        if out not in by_name:
+            raise _fail(
+                cfg,
+                f"model.outputs.{j}",
+                f"output '{out}' is not a layer name",
+                did_you_mean(out, list(by_name)) or (f"named layers: {', '.join(by_name)}" if by_name else "give the layer a name: first"),
+            )
+
+
+def _name_path(e: LayerEntry) -> str:
+    return f"{e.args_path}.name" if e.args_path != e.key_path else f"{e.key_path}.name"
+
+
+def _inputs_path(e: LayerEntry) -> str:
+    return f"{e.key_path}.inputs"
+
+
+def _find_cycle(edges: dict[int, list[int]]) -> Optional[list[int]]:
+    """A cycle in the input graph as node indices (first repeated last), or None."""
+    state: dict[int, int] = {}  # 1 visiting, 2 done
+    stack: list[int] = []
+
+    def visit(node: int) -> Optional[list[int]]:
+        state[node] = 1
+        stack.append(node)
+        for src in edges.get(node, []):
+            if state.get(src) == 1:
+                start = stack.index(src)
+                # Report in data-flow order: an input before its consumer.
+                loop = list(reversed(stack[start:]))
+                return loop + [loop[0]]
+            if state.get(src) is None:
+                found = visit(src)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in edges:
+        if state.get(node) is None:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def check_data(cfg: "Config") -> None:
+    """Check the data source name and the keys it needs.
+
+    Raises:
+        ConfigError: an unknown source, or path/target missing.
+    """
+    from dlcli.data.sources import FILE_SOURCES, SOURCES
+
+    data = cfg.data
+    if data.source not in SOURCES:
+        raise _fail(cfg, "data.source", f"unknown data source '{data.source}'", did_you_mean(data.source, SOURCES) or one_of(SOURCES, 20))
+    if data.source in FILE_SOURCES and not data.path:
+        raise _fail(cfg, "data.path", f"data.source {data.source} needs data.path (a {'folder' if data.source == 'image_dir' else 'file'})")
+    if data.source == "csv" and not data.target:
+        raise _fail(cfg, "data.target", "data.source csv needs data.target (the label column)")
+    for i, raw in enumerate(data.augment):
+        entry = parse_entry(raw, f"data.augment.{i}", cfg=cfg, what="augment layer", graph=False)
+        check_layer_name(entry.class_name, entry.key_path, cfg=cfg)
+        check_layer_kwargs(entry.class_name, entry.kwargs, entry.args_path, cfg=cfg)
+
+
+def check_config(cfg: "Config") -> list[str]:
+    """Run every check that needs no TensorFlow on a validated config.
+
+    Args:
+        cfg: the config (from `load_config`, which calls this).
+
+    Returns:
+        Notices (one line each) about checks that could not run.
+
+    Raises:
+        ConfigError: the first problem, at its file, line and key.
+    """
+    notices: list[str] = []
+    cat = get_catalog()
+    if cat is None:
+        version = _installed_keras_version()
+        notices.append(
+            f"no Keras catalogue for keras {version or '(not installed)'}: checked the config's structure, "
+            "not Keras names (`dlcli summary` builds the catalogue)"
+        )
+    check_data(cfg)
+    entries = model_entries(cfg)
+    check_graph(cfg, entries)
+    check_loss(cfg.compile.loss, "compile.loss", cfg=cfg, outputs=cfg.model.outputs)
+    check_optimizer(cfg.compile.optimizer, "compile.optimizer", cfg=cfg)
+    for i, metric in enumerate(cfg.compile.metrics):
+        check_metric(metric, f"compile.metrics.{i}", cfg=cfg)
+    for i, raw in enumerate(cfg.train.callbacks):
+        entry = parse_entry(raw, f"train.callbacks.{i}", cfg=cfg, what="callback", graph=False)
+        check_callback(entry.class_name, entry.kwargs, entry.key_path, entry.args_path, cfg=cfg)
+    if cfg.finetune is not None and cfg.finetune.fine_tune_epochs > 0 and not any(e.class_name == BACKBONE for e in entries):
+        raise _fail(cfg, "finetune", "fine-tuning needs a Backbone layer in model.layers", "for example Backbone: {name: mobilenet_v2}")
+    cfg._notices = notices
+    return notices
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Close-name suggestions for misspelled keys and Keras names."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, Optional
+
+
+def closest(word: object, candidates: Iterable[object], cutoff: float = 0.6) -> Optional[str]:
+    """Return the candidate closest to `word`, or None when none is close.
+
+    Matching ignores case first (`conv2d` finds `Conv2D`), then falls back
+    to `difflib.get_close_matches` on lower-cased names so that a wrong
+    capital costs nothing.
+
+    Args:
+        word: what the user wrote.
+        candidates: the valid names.
+        cutoff: the least similarity (0..1) that still counts as close.
+
+    Returns:
+        The valid name as Keras or the schema spells it, or None.
+    """
+    word = str(word)
+    by_lower: dict[str, str] = {}
+    for cand in candidates:
+        cand = str(cand)
+        by_lower.setdefault(cand.lower(), cand)
+    if word.lower() in by_lower and by_lower[word.lower()] != word:
+        return by_lower[word.lower()]
+    matches = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
+    if matches and by_lower[matches[0]] != word:
+        return by_lower[matches[0]]
+    return None
+
+
+def did_you_mean(word: object, candidates: Iterable[object], cutoff: float = 0.6) -> Optional[str]:
+    """Return a "did you mean 'x'?" hint, or None when nothing is close.
+
+    Args:
+        word: what the user wrote.
+        candidates: the valid names.
+        cutoff: the least similarity (0..1) that still counts as close.
+
+    Returns:
+        The hint text, ready for `ConfigError(hint=...)`.
+    """
+    match = closest(word, candidates, cutoff)
+    return f"did you mean '{match}'?" if match is not None else None
+
+
+def one_of(candidates: Iterable[object], limit: int = 12) -> str:
+    """Format a short "one of: a, b, c" list, cut after `limit` names."""
+    names = [str(c) for c in candidates]
+    shown = ", ".join(names[:limit])
+    if len(names) > limit:
+        shown += f", ... ({len(names) - limit} more)"
+    return f"one of: {shown}"
