@@ -905,8 +905,11 @@ def _find_cycle(edges: dict[int, list[int]]) -> Optional[list[int]]:
         for src in edges.get(node, []):
             if state.get(src) == 1:
                 start = stack.index(src)
-                # Report in data-flow order: an input before its consumer.
+                # Report in data-flow order (an input before its consumer),
+                # starting from the layer written first.
                 loop = list(reversed(stack[start:]))
+                first = loop.index(min(loop))
+                loop = loop[first:] + loop[:first]
                 return loop + [loop[0]]
             if state.get(src) is None:
                 found = visit(src)

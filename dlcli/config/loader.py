@@ -369,7 +369,7 @@ def resolve_extends(
         f, line = positions.get(key) or positions.get(("extends",)) or (file, None)
         trail = " -> ".join([c[0] for c in chain] + [shown])
         if any(real == c[1] for c in chain):
-            raise ConfigError(f"extends forms a cycle: {trail}", file=f, line=line, key=dotted(key))
+            raise ConfigError(f"forms a cycle: {trail}", file=f, line=line, key=dotted(key))
         if not os.path.isfile(real):
             raise ConfigError(
                 f"base config not found: {shown}", file=f, line=line, key=dotted(key), hint=f"extends chain: {trail}"

@@ -22,15 +22,27 @@ def closest(word: object, candidates: Iterable[object], cutoff: float = 0.6) -> 
         The valid name as Keras or the schema spells it, or None.
     """
     word = str(word)
-    by_lower: dict[str, str] = {}
+    by_lower: dict[str, list[str]] = {}
     for cand in candidates:
         cand = str(cand)
-        by_lower.setdefault(cand.lower(), cand)
-    if word.lower() in by_lower and by_lower[word.lower()] != word:
-        return by_lower[word.lower()]
+        by_lower.setdefault(cand.lower(), []).append(cand)
+
+    def spelled(key: str) -> str:
+        # Of `ADAM`, `Adam` and `adam`, suggest the one cased like the word.
+        forms = by_lower[key]
+        same = [f for f in forms if f.islower() == word.islower() and f.isupper() == word.isupper()]
+        return (same or forms)[0]
+
+    if word.lower() in by_lower and word not in by_lower[word.lower()]:
+        return spelled(word.lower())
     matches = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
-    if matches and by_lower[matches[0]] != word:
-        return by_lower[matches[0]]
+    if matches and word not in by_lower[matches[0]]:
+        return spelled(matches[0])
+    # An abbreviation made of initials: `lr` for `learning_rate`.
+    if len(word) >= 2:
+        initials = [k for k in by_lower if "_" in k and "".join(p[:1] for p in k.split("_")) == word.lower()]
+        if len(initials) == 1:
+            return spelled(initials[0])
     return None
 
 

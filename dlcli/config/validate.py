@@ -59,6 +59,7 @@ def build_config(data: Any, positions: Positions, source: Optional[str] = None) 
             f"a config must be a mapping of keys (data, model, compile, train), got {_show(data)}",
             file=source,
         )
+    _check_keys(data, positions, source)
     data = dict(data)
     if data.get("name") is None and source:
         data["name"] = Path(source).stem
@@ -69,6 +70,25 @@ def build_config(data: Any, positions: Positions, source: Optional[str] = None) 
     cfg._positions = {dotted(p): pos for p, pos in positions.items()}
     cfg._source_file = Path(source) if source else None
     return cfg
+
+
+# The only mapping whose keys may be numbers: class index -> weight.
+_NUMBER_KEYS = (("train", "class_weight"),)
+
+
+def _check_keys(data: Any, positions: Positions, source: Optional[str], path: KeyPath = ()) -> None:
+    """Refuse non-text keys (`- 5: {units: 3}`) with their own clear message."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if not isinstance(k, str) and path not in _NUMBER_KEYS:
+                file, line = positions.get(path + (k,)) or positions.get(path) or (source, None)
+                raise ConfigError(
+                    f"a key must be a name, got {k!r}", file=file, line=line, key=dotted(path) or None
+                )
+            _check_keys(v, positions, source, path + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            _check_keys(v, positions, source, path + (i,))
 
 
 def _clean_loc(loc: tuple, data: Any, missing: bool) -> KeyPath:
