@@ -10,6 +10,7 @@ tag, `!!python/...` above all, is refused and never constructed.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -478,6 +479,12 @@ def _set_path(data: dict, positions: Positions, segments: list[str], path_text: 
                         hint=f"did you mean '{dotted(walked + (near,))}'?" if near else None,
                     )
                 child = {}
+                if model is not None and sub_model is None and key not in node:
+                    # Start from the schema default (`optimizer: adam`), so
+                    # `compile.optimizer.config.learning_rate=0.1` works on it.
+                    default = model.model_fields[seg].get_default(call_default_factory=True)
+                    if default is not None:
+                        child = copy.deepcopy(default)
                 node[key] = child
                 positions.setdefault(walked + (key,), (SET_SOURCE, None))
             child = _expand_bare(node, key, child, segments[i + 1])

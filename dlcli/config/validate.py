@@ -67,7 +67,9 @@ def build_config(data: Any, positions: Positions, source: Optional[str] = None) 
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise explain(exc, data, positions, source) from None
-    cfg._positions = {dotted(p): pos for p, pos in positions.items()}
+    # The document's own position (line 1) would only mislead about keys
+    # that are not in the file at all.
+    cfg._positions = {dotted(p): pos for p, pos in positions.items() if p}
     cfg._source_file = Path(source) if source else None
     return cfg
 
@@ -181,7 +183,7 @@ def explain(exc: ValidationError, data: dict, positions: Positions, source: Opti
     errs = groups[chosen]
 
     def locate(path: KeyPath) -> tuple[Optional[str], Optional[int]]:
-        for n in range(len(path), -1, -1):
+        for n in range(len(path), 0, -1):
             if path[:n] in positions:
                 return positions[path[:n]]
         return source, None
