@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import keras
 
@@ -21,15 +21,31 @@ def _fmt(logs: dict[str, Any]) -> str:
 
 
 class Progress(keras.callbacks.Callback):
-    """Epoch/batch progress: a Rich bar on a terminal, one line per epoch in a
-    pipe, nothing when quiet. Everything goes to stderr."""
+    """Epoch/batch progress on stderr: a Rich bar on a terminal, one line
+    per epoch in a pipe, nothing when quiet.
 
-    def __init__(self, mode: str, epochs: int, steps: Optional[int], console: Any = None) -> None:
+    Args:
+        mode: progress | lines | none.
+        epochs: the last epoch of the run (for "epoch 3/10").
+        steps: batches per epoch, where known.
+        console: the Rich console for the bar.
+        recorder: the run's RunRecorder; a stopped epoch is shown as such.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        epochs: int,
+        steps: Optional[int],
+        console: Any = None,
+        recorder: Optional["RunRecorder"] = None,
+    ) -> None:
         super().__init__()
         self.mode = mode
         self.epochs = epochs
         self.steps = steps
         self.console = console
+        self.recorder = recorder
         self._progress = None
         self._task = None
         self._t0 = 0.0
@@ -71,11 +87,12 @@ class Progress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         dt = time.perf_counter() - self._t0
-        line = f"epoch {epoch + 1}/{self.epochs} {_fmt(logs or {})} ({dt:.1f}s)"
+        stopped = self.recorder is not None and self.recorder.stop_reason is not None
+        text = f"stopped ({self.recorder.stop_reason})" if stopped else _fmt(logs or {})
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=self.steps, metrics=_fmt(logs or {}))
+            self._progress.update(self._task, metrics=text)
         elif self.mode == "lines":
-            print(line, file=sys.stderr, flush=True)
+            print(f"epoch {epoch + 1}/{self.epochs} {text} ({dt:.1f}s)", file=sys.stderr, flush=True)
 
     def on_train_end(self, logs=None):
         if self._progress is not None:
@@ -85,7 +102,24 @@ class Progress(keras.callbacks.Callback):
 
 class RunRecorder(keras.callbacks.Callback):
     """Keeps the history, writes history.csv and a checkpoint after every
-    epoch, tracks the best epoch, and stops on NaN loss or on a signal."""
+    epoch, tracks the best epoch, and stops on a non-finite loss or on a
+    signal.
+
+    It must come after the user's callbacks in the list given to `fit`, so
+    that a checkpoint holds what they did at the end of the epoch (a
+    learning rate lowered by ReduceLROnPlateau, EarlyStopping's patience).
+
+    Args:
+        run_dir: the run folder.
+        state: the state to update and checkpoint.
+        monitor: the metric that picks the best epoch, or None.
+        checkpoint_every: write a checkpoint every N epochs (and at the last).
+        last_epoch: the run's last epoch (1-based), always checkpointed.
+        user_callbacks: callbacks whose state goes into the checkpoint.
+        restore_callbacks: a saved callback state to put back at the start
+            of training (a resumed run), with its arrays.
+        extra_columns: more history columns for an epoch (the phase).
+    """
 
     def __init__(
         self,
@@ -94,36 +128,71 @@ class RunRecorder(keras.callbacks.Callback):
         *,
         monitor: Optional[str],
         checkpoint_every: int = 1,
+        last_epoch: int = 0,
+        user_callbacks: Sequence[Any] = (),
+        restore_callbacks: Optional[tuple[list[dict[str, Any]], dict[str, Any]]] = None,
         extra_columns: Optional[Callable[[int], dict[str, Any]]] = None,
     ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
         self.state = state
         self.monitor = monitor
-        self.mode = _monitor_mode(monitor) if monitor else None
+        self.mode = monitor_mode(monitor) if monitor else None
         self.checkpoint_every = checkpoint_every
+        self.last_epoch = last_epoch
+        self.user_callbacks = list(user_callbacks)
+        self.restore_callbacks = restore_callbacks
         self.extra_columns = extra_columns
         self.diverged: Optional[tuple[int, int, float]] = None
         self.interrupted: Optional[str] = None
+        self.batches_done = 0  # in this process: 0 means the first step failed
+        self.checkpointed_epoch = state.epoch
+        self._baselines: list[dict[str, Any]] = []
         self._epoch = 0
         self._t0 = 0.0
 
+    @property
+    def stop_reason(self) -> Optional[str]:
+        """Why training stopped early: a signal name, "diverged", or None."""
+        if self.interrupted:
+            return self.interrupted
+        return "diverged" if self.diverged else None
+
     # -- signals ---------------------------------------------------------
     def request_stop(self, signame: str) -> None:
+        """Stop after the current batch; the partial epoch is abandoned."""
         self.interrupted = signame
         if self.model is not None:
             self.model.stop_training = True
 
     # -- keras hooks -----------------------------------------------------
+    def on_train_begin(self, logs=None):
+        # The user's callbacks reset themselves in their on_train_begin,
+        # which has run by now (they come first): take the baseline, then
+        # put a resumed run's state back.
+        self._baselines = [ckpt.callback_baseline(cb) for cb in self.user_callbacks]
+        if self.restore_callbacks is not None:
+            saved, arrays = self.restore_callbacks
+            ckpt.restore_callback_state(self.user_callbacks, saved, arrays)
+            self.restore_callbacks = None
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
+        self.batches_done += 1
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if loss is not None and self.diverged is None and not math.isfinite(float(loss)):
             self.diverged = (self._epoch + 1, batch + 1, float(loss))
+        if self.diverged or self.interrupted:
+            # fit() clears stop_training when it starts: set it again.
             self.model.stop_training = True
+
+    def on_test_batch_end(self, batch, logs=None):
+        # No point validating an epoch that will be thrown away.
+        if self.diverged or self.interrupted:
+            self.model.stop_evaluating = True
 
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged or self.interrupted:
@@ -134,16 +203,15 @@ class RunRecorder(keras.callbacks.Callback):
             self.diverged = (epoch + 1, 0, float(loss))
             self.model.stop_training = True
             return
-        row = {"epoch": epoch + 1}
+        row: dict[str, Any] = {"epoch": epoch + 1}
         if self.extra_columns:
             row.update(self.extra_columns(epoch))
         row.update({k: float(v) for k, v in logs.items() if _scalar(v)})
-        row["learning_rate"] = _current_lr(self.model)
+        row["learning_rate"] = current_lr(self.model)
         row["epoch_time_s"] = round(time.perf_counter() - self._t0, 4)
         append_row(self.state.history, row)
         self.state.epoch = epoch + 1
         self.state.elapsed_s += row["epoch_time_s"]
-        improved = False
         if self.monitor:
             value = logs.get(self.monitor)
             if value is not None and math.isfinite(float(value)):
@@ -151,12 +219,24 @@ class RunRecorder(keras.callbacks.Callback):
                 if best is None or (value < best if self.mode == "min" else value > best):
                     self.state.best_value = float(value)
                     self.state.best_epoch = epoch + 1
-                    improved = True
+                    self.state.best_file = ckpt.save_best(self.run_dir, self.model, epoch + 1)
+        if (
+            (epoch + 1) % self.checkpoint_every == 0
+            or epoch + 1 >= self.last_epoch
+            or self.model.stop_training
+        ):
+            self.save_checkpoint()
+        # After the checkpoint: history.csv never runs ahead of it by more
+        # than the epochs checkpoint_every skips.
         write_history(self.run_dir, self.state.history)
-        if improved:
-            ckpt.save_best(self.run_dir, self.model)
-        if (epoch + 1) % self.checkpoint_every == 0 or self.model.stop_training:
-            ckpt.save(self.run_dir, self.model, self.state)
+
+    def save_checkpoint(self) -> None:
+        """Checkpoint the current state (called at an epoch's end)."""
+        t0 = time.perf_counter()
+        ckpt.save(self.run_dir, self.model, self.state, callbacks=list(zip(self.user_callbacks, self._baselines)))
+        self.checkpointed_epoch = self.state.epoch
+        # Counted for the next checkpoint (metrics.json reports the cost).
+        self.state.checkpoint_s += time.perf_counter() - t0
 
 
 def _scalar(v: Any) -> bool:
@@ -167,12 +247,14 @@ def _scalar(v: Any) -> bool:
         return False
 
 
-def _current_lr(model: Any) -> float:
+def current_lr(model: Any) -> float:
+    """The optimizer's learning rate now (a schedule evaluated at the
+    current step); NaN where there is none."""
     opt = getattr(model, "optimizer", None)
     if opt is None:
         return float("nan")
-    lr = opt.learning_rate
     try:
+        lr = opt.learning_rate
         if callable(lr) and not hasattr(lr, "numpy"):
             lr = lr(opt.iterations)
         return float(keras.ops.convert_to_numpy(lr))
@@ -180,13 +262,14 @@ def _current_lr(model: Any) -> float:
         return float("nan")
 
 
-def _monitor_mode(monitor: str) -> str:
+def monitor_mode(monitor: str) -> str:
+    """min or max: whether lower or higher values of `monitor` are better."""
     m = monitor.lower()
     maxish = ("acc", "auc", "precision", "recall", "f1", "iou", "r2")
     return "max" if any(t in m for t in maxish) else "min"
 
 
-def append_row(history: dict[str, list[float]], row: dict[str, Any]) -> None:
+def append_row(history: dict[str, list[Any]], row: dict[str, Any]) -> None:
     """Add one epoch's row; columns missing on either side get NaN."""
     n = len(history.get("epoch", []))
     for k in row:
@@ -195,7 +278,7 @@ def append_row(history: dict[str, list[float]], row: dict[str, Any]) -> None:
         col.append(row.get(k, float("nan")))
 
 
-def write_history(run_dir: Path, history: dict[str, list[float]]) -> None:
+def write_history(run_dir: Path, history: dict[str, list[Any]]) -> None:
     """Write history.csv (one row per epoch, every column) atomically."""
     cols = list(history.keys())
     n = len(history.get("epoch", []))
@@ -204,14 +287,24 @@ def write_history(run_dir: Path, history: dict[str, list[float]]) -> None:
         vals = []
         for c in cols:
             col = history[c]
-            v = col[i] if i < len(col) else ""
-            vals.append("" if v == "" or (isinstance(v, float) and math.isnan(v)) else (str(int(v)) if c in ("epoch", "phase") else repr(float(v))))
+            v = col[i] if i < len(col) else float("nan")
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                vals.append("")
+            elif c in ("epoch", "phase"):
+                vals.append(str(int(v)))
+            else:
+                vals.append(repr(float(v)))
         lines.append(",".join(vals))
     atomic_write_text(Path(run_dir) / HISTORY_FILE, "\n".join(lines) + "\n")
 
 
 class SignalGuard:
-    """Turn SIGINT/SIGTERM into a graceful stop of the running fit."""
+    """Turn SIGINT/SIGTERM into a graceful stop of the running fit.
+
+    The first signal asks the recorder to stop after the current batch; a
+    second one raises KeyboardInterrupt to stop waiting (the last complete
+    checkpoint is still on disk, as every write is atomic).
+    """
 
     def __init__(self, recorder: RunRecorder) -> None:
         self.recorder = recorder
@@ -221,13 +314,12 @@ class SignalGuard:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
+            except ValueError:  # not the main thread: nothing to catch
                 pass
         return self
 
     def _handle(self, signum, frame):  # noqa: ARG002
         if self.recorder.interrupted:
-            # a second Ctrl-C: stop waiting for the batch
             raise KeyboardInterrupt
         self.recorder.request_stop(signal.Signals(signum).name)
 

@@ -1,20 +1,36 @@
-"""Fit a model described by a config and write its run folder."""
+"""Fit a model described by a config and write its run folder.
+
+The order of work keeps two promises of the run-folder contract:
+
+* Bad input writes nothing. The data is loaded, the model built, compiled
+  and checked against the data before the run folder is created, and a
+  model that fails on its very first batch (a loss that does not fit the
+  labels) removes the folder again and is reported as a config error.
+* Nothing is lost. After every epoch a checkpoint (weights, optimizer
+  state, RNG and callback state, history) is committed atomically; a run
+  killed at any moment continues with `dlcli train --resume RUN` and sees
+  the same batches in the same order as a run that was never stopped.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from dlcli import __version__
-from dlcli.errors import ConfigError, Interrupted, RunError, TrainingError
+from dlcli.errors import ConfigError, DlcliError, Interrupted, RunError, TrainingError
 from dlcli.runs import (
     CONFIG_FILE,
     DATA_SPEC_FILE,
+    HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
     PLOTS_DIR,
@@ -28,7 +44,14 @@ from dlcli.training import checkpoint as ckpt
 
 @dataclass
 class TrainResult:
-    """What a finished run produced."""
+    """What a finished run produced.
+
+    Attributes:
+        run_dir: the run folder.
+        metrics: what metrics.json holds.
+        history: history.csv's columns.
+        resumed: the run continued an earlier one.
+    """
 
     run_dir: Path
     metrics: dict[str, Any]
@@ -51,8 +74,8 @@ def train(
         cfg: a validated `dlcli.config.Config`.
         output: the root holding run folders (`<output>/<name>/<N>/`).
         name: the run name (default: the config's name).
-        resume: an interrupted run folder to continue in place; `cfg` must
-            then be that run's config (epochs may be raised).
+        resume: a run folder to continue in place from its last checkpoint;
+            `cfg` must then be that run's config (epochs may be raised).
         progress: auto | progress | lines | none (where progress goes, on
             stderr).
         console: a Rich console for progress bars.
@@ -61,11 +84,18 @@ def train(
         A TrainResult with the run folder, final metrics and history.
 
     Raises:
-        ConfigError, DataError: bad config or data (nothing written).
-        TrainingError: the loss diverged (exit 1; last good checkpoint kept).
+        ConfigError, DataError: bad config or data (exit 2, nothing written).
+        RunError: a run folder that cannot be resumed or written (exit 2).
+        TrainingError: the loss diverged, the data failed mid-run or a file
+            could not be written (exit 1; the last good checkpoint is kept).
         Interrupted: SIGINT/SIGTERM (exit 130; resumable checkpoint kept).
     """
     t_start = time.perf_counter()
+    resume_dir = Path(resume) if resume is not None else None
+    state = _resume_state(resume_dir, cfg) if resume_dir is not None else None
+    if resume_dir is None:
+        _check_output_root(output)
+
     import keras
 
     from dlcli.data import load_data
@@ -73,136 +103,180 @@ def train(
     from dlcli.training.callbacks import Progress, RunRecorder, SignalGuard, write_history
     from dlcli.training.distribute import describe_strategy, get_strategy, run_fit
 
+    # A fresh Keras state makes a run in a long-lived process (the Python
+    # API, tests) start exactly like one in a new process.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.train.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(cfg.train.mixed_precision)
+    policy = cfg.train.mixed_precision
+    keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
 
     strategy, is_chief = get_strategy(cfg)
     t0 = time.perf_counter()
     bundle = load_data(cfg)
     t_data = time.perf_counter() - t0
-
-    resume_dir = Path(resume) if resume else None
-    state: Optional[ckpt.TrainState] = ckpt.read_state(resume_dir) if resume_dir else None
-    if resume_dir and state is None:
-        raise RunError(f"{resume_dir} has no checkpoint to resume from", hint="start a new run with `dlcli train CONFIG`")
-    if state is not None and state.finished and state.epoch >= _total_epochs(cfg):
-        raise RunError(
-            f"{resume_dir} already finished {state.epoch} epochs",
-            hint=f"pass --epochs larger than {state.epoch} to train further",
-        )
+    phases = _phases(cfg)
+    total = phases[-1][1]
 
     with strategy.scope():
-        if state is not None and state.epoch > 0:
-            model = ckpt.load_model(resume_dir, state)
-        else:
-            model = build_model(cfg, bundle.input_shape, num_classes=bundle.num_classes)
-            check_output_matches_data(model, cfg, bundle.spec)
-            compile_model(model, cfg)
+        model = build_model(cfg, bundle.input_shape, num_classes=bundle.num_classes)
+        check_output_matches_data(model, cfg, bundle.spec)
+        compile_model(model, cfg)
+        if state is not None and state.phase > 1:
+            _enter_fine_tune_phase(model, cfg)
+        if state is not None:
+            ckpt.restore(resume_dir, model, state)
         user_callbacks = build_callbacks(cfg)
+    # Iterates the training data once: done before the data order is
+    # positioned for a resumed epoch, identically in every run.
+    class_weight = _class_weight(cfg, bundle)
+    monitor = _monitor(cfg, bundle)
 
     # Everything the user could have got wrong is checked: now write.
+    created: list[Path] = []
     if resume_dir is not None:
         run_dir = resume_dir
+        old_config = _read_text(run_dir / CONFIG_FILE)
     elif is_chief:
-        run_dir = new_run_dir(output, name or cfg.name or "run")
+        run_dir, created = _create_run_dir(output, name or cfg.name or "run")
+        old_config = None
     else:
         import tempfile
 
         run_dir = Path(tempfile.mkdtemp(prefix="dlcli-worker-"))
-    atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
-    atomic_write_json(run_dir / DATA_SPEC_FILE, bundle.spec)
-
+        old_config = None
+    resuming_unfinished = state is not None and not state.finished
     if state is None:
         state = ckpt.TrainState()
-        ckpt.save(run_dir, model, state)  # resumable from the first batch on
-    else:
-        ckpt.restore_rng(state.rng)
-        state.finished = False
+    try:
+        atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
+        atomic_write_json(run_dir / DATA_SPEC_FILE, bundle.spec)
+        if resume_dir is not None:
+            _tidy_resumed_folder(run_dir, state)
+    except OSError as exc:
+        _remove_created(created)
+        raise RunError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}", hint="choose another --output") from None
+    state.total_epochs = total
+    state.finished = False
 
-    mode = _progress_mode(progress, cfg)
-    steps = _cardinality(bundle.train)
-    phases = _phases(cfg)
+    _position_training_data(bundle.train, model, state, phases)
+
     recorder = RunRecorder(
         run_dir,
         state,
-        monitor=cfg.train.monitor,
+        monitor=monitor,
         checkpoint_every=cfg.train.checkpoint_every,
+        last_epoch=total,
+        user_callbacks=user_callbacks,
+        # Extending a finished run starts its callbacks afresh: an
+        # EarlyStopping that stopped it would otherwise stop it at once.
+        restore_callbacks=(state.callbacks, ckpt.load_callback_arrays(run_dir, state))
+        if resuming_unfinished and state.callbacks
+        else None,
         extra_columns=(lambda e: {"phase": _phase_of(phases, e)}) if len(phases) > 1 else None,
     )
-    total = phases[-1][1]
+    progress_cb = Progress(_progress_mode(progress, cfg), total, _cardinality(bundle.train), console, recorder)
+    failure: Optional[BaseException] = None
 
     with SignalGuard(recorder):
         for phase_no, (start, end) in enumerate(phases, start=1):
             if state.epoch >= end:
                 continue
+            if recorder.stop_reason:
+                break
             if phase_no > 1 and state.phase < phase_no:
                 with strategy.scope():
                     _enter_fine_tune_phase(model, cfg)
                 state.phase = phase_no
-                ckpt.save(run_dir, model, state)
-            callbacks = [
-                recorder,
-                *user_callbacks,
-                Progress(mode, total, steps, console),
-            ]
             try:
-                run_fit(
-                    model,
-                    strategy,
-                    bundle.train,
-                    validation_data=bundle.val,
-                    epochs=end,
-                    initial_epoch=max(state.epoch, start),
-                    callbacks=callbacks,
-                    class_weight=_class_weight(cfg, bundle),
-                    verbose=0,
-                )
+                with warnings.catch_warnings():
+                    # Keras warns that fit's default shuffle=True is ignored
+                    # for a tf.data dataset: dlcli's pipeline shuffles.
+                    warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
+                    run_fit(
+                        model,
+                        strategy,
+                        bundle.train,
+                        validation_data=bundle.val,
+                        epochs=end,
+                        initial_epoch=max(state.epoch, start),
+                        callbacks=[*user_callbacks, recorder, progress_cb],
+                        class_weight=class_weight,
+                        verbose=0,
+                    )
             except KeyboardInterrupt:
                 recorder.interrupted = recorder.interrupted or "SIGINT"
-            if recorder.diverged or recorder.interrupted or model.stop_training and state.epoch < end:
+            except Exception as exc:  # noqa: BLE001 - sorted out just below
+                failure = exc
+                break
+            if recorder.stop_reason or (model.stop_training and state.epoch < end):
                 break
 
+    if failure is not None:
+        _raise_failure(failure, cfg, run_dir, recorder, state, created, old_config)
     if recorder.interrupted:
+        write_history(run_dir, state.history)
+        done = recorder.checkpointed_epoch
+        kept = f"the checkpoint of epoch {done} is kept" if done else "no epoch had completed"
         raise Interrupted(
-            f"training interrupted ({recorder.interrupted}) after {state.epoch} completed epoch(s); checkpoint kept in {run_dir}",
+            f"training interrupted ({recorder.interrupted}) in epoch {state.epoch + 1}; {kept} in {run_dir}",
             hint=f"continue with: dlcli train --resume {run_dir}",
         )
     if recorder.diverged:
         ep, batch, loss = recorder.diverged
         where = f"epoch {ep}, batch {batch}" if batch else f"epoch {ep}"
-        _save_final_model_from_checkpoint(run_dir, state)
+        kept = _keep_last_good_model(model, run_dir, state, recorder.checkpointed_epoch)
         raise TrainingError(
-            f"training diverged: loss became {loss} at {where}; the last good checkpoint (epoch {state.epoch}) is kept in {run_dir}",
+            f"training diverged: the loss became {loss} at {where}; {kept}",
             hint="lower the learning rate (--set compile.optimizer.config.learning_rate=...) or check the data for NaN/inf",
         )
 
-    # The final model: the best epoch's weights where a monitor says so.
-    best = ckpt.best_weights_path(run_dir) if cfg.train.monitor else None
-    if best is not None:
+    try:
+        metrics = _finish(
+            model, cfg, bundle, run_dir, state, monitor, phases, describe_strategy(strategy, cfg), (t_start, t_data)
+        )
+    except OSError as exc:
+        raise _write_error(exc, run_dir) from None
+    return TrainResult(run_dir=run_dir, metrics=metrics, history=state.history, resumed=resume_dir is not None)
+
+
+def _finish(
+    model: Any,
+    cfg: Any,
+    bundle: Any,
+    run_dir: Path,
+    state: ckpt.TrainState,
+    monitor: Optional[str],
+    phases: list[tuple[int, int]],
+    distribution: dict[str, Any],
+    times: tuple[float, float],
+) -> dict[str, Any]:
+    """Write model.keras, metrics.json, history and plots of a completed run;
+    mark the checkpoint finished last, so a run killed in here is resumed
+    (and finished) rather than taken as done."""
+    from dlcli.training.callbacks import write_history
+
+    total = phases[-1][1]
+    # The last epoch's checkpoint (not the best epoch's weights) stays the
+    # one to extend from; model.keras gets the best weights.
+    best = ckpt.best_weights_path(run_dir, state) if monitor else None
+    if best is not None and state.best_epoch != state.epoch:
         model.load_weights(best)
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
 
     test_metrics: dict[str, float] = {}
     if bundle.test is not None:
-        test_metrics = {
-            k: float(v) for k, v in model.evaluate(bundle.test, verbose=0, return_dict=True).items()
-        }
-    state.finished = True
-    ckpt.save(run_dir, model, state)
+        test_metrics = {k: float(v) for k, v in model.evaluate(bundle.test, verbose=0, return_dict=True).items()}
     write_history(run_dir, state.history)
-
+    epochs_run = len(state.history.get("epoch", []))
     metrics = {
         "name": cfg.name,
         "run_dir": str(run_dir),
         "epochs_completed": state.epoch,
         "stopped_early": state.epoch < total,
         "test": test_metrics,
-        "final": {k: v[-1] for k, v in state.history.items() if k not in ("epoch", "phase") and v},
-        "best": {"monitor": cfg.train.monitor, "value": state.best_value, "epoch": state.best_epoch}
-        if cfg.train.monitor
-        else None,
+        "final": {k: _num(v[-1]) for k, v in state.history.items() if k not in ("epoch", "phase") and v},
+        "best": {"monitor": monitor, "value": state.best_value, "epoch": state.best_epoch} if monitor else None,
         "class_names": bundle.class_names,
         "task": bundle.task,
         "data": {
@@ -215,14 +289,15 @@ def train(
         },
         "params": {
             "total": int(model.count_params()),
-            "trainable": int(sum(int(_size(w)) for w in model.trainable_weights)),
+            "trainable": int(sum(_size(w) for w in model.trainable_weights)),
         },
-        "distribution": describe_strategy(strategy, cfg),
+        "distribution": distribution,
         "timings": {
-            "total_s": round(time.perf_counter() - t_start, 3),
-            "load_data_s": round(t_data, 3),
+            "total_s": round(time.perf_counter() - times[0], 3),
+            "load_data_s": round(times[1], 3),
             "train_s": round(state.elapsed_s, 3),
-            "epoch_s": round(state.elapsed_s / max(1, len(state.history.get("epoch", []))), 3),
+            "epoch_s": round(state.elapsed_s / max(1, epochs_run), 3),
+            "checkpoint_s_per_epoch": round(state.checkpoint_s / max(1, epochs_run), 4),
         },
         "versions": versions(),
     }
@@ -234,7 +309,13 @@ def train(
         plot_history(state.history, run_dir / PLOTS_DIR / "history.png", title=cfg.name, phase_boundary=boundary)
     except ImportError:
         pass
-    return TrainResult(run_dir=run_dir, metrics=metrics, history=state.history, resumed=resume_dir is not None)
+    state.finished = True
+    ckpt.write_state(run_dir, state)
+    return metrics
+
+
+def _num(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _size(w: Any) -> int:
@@ -259,6 +340,245 @@ def versions() -> dict[str, str]:
     }
 
 
+# -- resume ----------------------------------------------------------------
+
+
+def _resume_state(run_dir: Path, cfg: Any) -> ckpt.TrainState:
+    """The state to continue `run_dir` from (checked before any work).
+
+    A run folder killed before its first checkpoint has config.yaml and
+    data_spec.json but no state: it starts over in place.
+
+    Raises:
+        RunError: not a run folder, unreadable, or nothing left to train.
+    """
+    if not run_dir.is_dir():
+        raise RunError(f"cannot resume {run_dir}: no such run folder", hint="pass a run folder such as runs/cnn_digits/1")
+    if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / DATA_SPEC_FILE).is_file():
+        raise RunError(
+            f"cannot resume {run_dir}: not a dlcli run folder (no {CONFIG_FILE} and {DATA_SPEC_FILE})",
+            hint="pass a run folder such as runs/cnn_digits/1",
+        )
+    state = ckpt.read_state(run_dir)
+    if state is None:
+        if (run_dir / MODEL_FILE).exists():
+            raise RunError(f"cannot resume {run_dir}: it has a {MODEL_FILE} but no checkpoints/", hint="train a new run")
+        return ckpt.TrainState()
+    total = _total_epochs(cfg)
+    if state.finished and total <= max(state.total_epochs, state.epoch):
+        planned = max(state.total_epochs, state.epoch)
+        raise RunError(
+            f"cannot resume {run_dir}: it already finished ({state.epoch} of {planned} epochs)",
+            hint=f"pass --epochs larger than {planned} to train it further",
+        )
+    if state.epoch > total:
+        raise RunError(
+            f"cannot resume {run_dir} for {total} epochs: it has completed {state.epoch}",
+            hint=f"pass --epochs larger than {state.epoch}",
+        )
+    return state
+
+
+def _tidy_resumed_folder(run_dir: Path, state: ckpt.TrainState) -> None:
+    """Remove what a killed process left half-done: temporary files of
+    interrupted writes, checkpoint files state.json does not name, history
+    rows past the checkpoint."""
+    ckpt.prune(run_dir, state)
+    stems = {Path(f).name.split(".")[0] for f in (CONFIG_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE, DATA_SPEC_FILE)}
+    for folder in (run_dir, run_dir / PLOTS_DIR):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                # atomic_path's temporaries: ".<stem>.<random><suffix>"
+                if p.is_file() and p.name.startswith(".") and (folder != run_dir or p.name[1:].split(".")[0] in stems):
+                    p.unlink(missing_ok=True)
+    from dlcli.training.callbacks import write_history
+
+    if state.history:
+        write_history(run_dir, state.history)
+    else:
+        (run_dir / HISTORY_FILE).unlink(missing_ok=True)
+
+
+def _position_training_data(ds: Any, model: Any, state: ckpt.TrainState, phases: list[tuple[int, int]]) -> None:
+    """Make the next epoch see the batches, in the order, that it would
+    have seen had the run never stopped.
+
+    A shuffled tf.data pipeline draws a new order each time an iterator is
+    created from it, so epoch k's order is that of the n-th iterator, n
+    counted from the start of the run. Keras 3's fit creates two per epoch
+    when the epoch length is known (one as the epoch starts, one when it
+    ends; keras/src/trainers/epoch_iterator.py), one otherwise, plus one
+    per fit call to build the model under a distribution strategy.
+    Creating the same number of iterators without reading them moves the
+    order on at no cost (no batch is produced).
+    """
+    if state.epoch == 0:
+        return
+    per_epoch = 2 if _cardinality(ds) is not None else 1
+    # Keras records the strategy a model was built under; fit then peeks
+    # at one batch per call (`_maybe_symbolic_build`).
+    per_fit = 1 if getattr(model, "_distribute_strategy", None) is not None else 0
+    n = state.epoch * per_epoch + (_phase_of(phases, state.epoch) - 1) * per_fit
+    for _ in range(n):
+        iter(ds)
+
+
+# -- failures --------------------------------------------------------------
+
+
+def _raise_failure(
+    exc: BaseException,
+    cfg: Any,
+    run_dir: Path,
+    recorder: Any,
+    state: ckpt.TrainState,
+    created: list[Path],
+    old_config: Optional[str],
+) -> None:
+    """Turn an exception out of fit into the right dlcli error.
+
+    Before the first batch completed, a Keras or TensorFlow error means the
+    model, loss and data do not fit together: a config error (exit 2), and
+    the run folder just created is removed again. Later, it is a failure
+    while running (exit 1) and the last checkpoint stays.
+    """
+    import tensorflow as tf
+
+    if isinstance(exc, OSError):
+        raise _write_error(exc, run_dir) from None
+    keras_error = isinstance(exc, (ValueError, TypeError, tf.errors.OpError))
+    if recorder.batches_done == 0 and (keras_error or isinstance(exc, DlcliError)):
+        if created:
+            _remove_created(created)
+        elif old_config is not None:
+            # A resume that fails at once leaves the run's config as it was.
+            atomic_write_text(run_dir / CONFIG_FILE, old_config)
+        if isinstance(exc, DlcliError):
+            raise exc
+        raise cfg.error(
+            "model",
+            f"the model does not fit the data and loss: {keras_message(exc)}",
+            hint="check the last layer's units and activation, the loss, and the input shape",
+        ) from None
+    if keras_error or isinstance(exc, DlcliError):
+        done = recorder.checkpointed_epoch
+        raise TrainingError(
+            f"training failed in epoch {state.epoch + 1}: {keras_message(exc) if keras_error else exc}; "
+            f"the checkpoint of epoch {done} is kept in {run_dir}",
+            hint=f"fix the cause, then: dlcli train --resume {run_dir}",
+        ) from None
+    raise exc
+
+
+def _write_error(exc: OSError, run_dir: Path) -> TrainingError:
+    where = exc.filename or run_dir
+    return TrainingError(
+        f"cannot write {where}: {exc.strerror or exc}; the files written before are intact",
+        hint=f"free space or fix permissions, then: dlcli train --resume {run_dir}",
+    )
+
+
+def keras_message(exc: BaseException) -> str:
+    """The informative line of a Keras/TensorFlow error message.
+
+    Keras wraps layer errors in "Exception encountered when calling ..."
+    and argument dumps; TensorFlow runtime errors carry a traceback of the
+    graph and node names. Both hide the one line a user needs.
+    """
+    import tensorflow as tf
+
+    text = exc.message if isinstance(exc, tf.errors.OpError) else str(exc)
+    noise = (
+        "exception encountered",
+        "arguments received",
+        "graph execution error",
+        "detected at node",
+        "defined at (most recent call last)",
+        "call arguments received",
+        "•",
+        "file ",
+        "[[",
+        "[op:",
+    )
+    lines = [ln.strip() for ln in text.splitlines()]
+    useful = [ln for ln in lines if ln and not ln.lower().startswith(noise) and not ln.startswith(("<", "File"))]
+    if isinstance(exc, tf.errors.OpError):
+        # The runtime's own message comes last, after the node's traceback.
+        useful = [ln for ln in useful if not ln.startswith(("File", "line"))] or useful
+        msg = useful[-1] if useful else type(exc).__name__
+    else:
+        msg = useful[0] if useful else type(exc).__name__
+    return msg.split("\t")[0].strip().rstrip(".")
+
+
+def _keep_last_good_model(model: Any, run_dir: Path, state: ckpt.TrainState, checkpointed: int) -> str:
+    """After divergence: model.keras becomes the last good checkpoint's
+    model. Returns what was kept, for the message."""
+    if checkpointed == 0:
+        return f"no epoch had completed, so no model was kept (run folder {run_dir})"
+    disk = ckpt.read_state(run_dir)
+    path = ckpt.weights_path(run_dir, disk) if disk else None
+    if path is None or not path.is_file():
+        return f"the checkpoint of epoch {checkpointed} is kept in {run_dir}"
+    try:
+        model.load_weights(path)
+        with atomic_path(run_dir / MODEL_FILE) as tmp:
+            model.save(tmp)
+    except OSError as exc:
+        raise _write_error(exc, run_dir) from None
+    return f"the last good checkpoint (epoch {checkpointed}) and its model.keras are kept in {run_dir}"
+
+
+# -- run folder ------------------------------------------------------------
+
+
+def _check_output_root(output: str | Path) -> None:
+    """Fail before any work when run folders cannot be created under
+    `output` (a path below a regular file, a read-only folder).
+
+    Raises:
+        RunError: naming the path that blocks it.
+    """
+    p = Path(output).absolute()
+    anc = p
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise RunError(f"cannot create run folders under {output}: {anc} is not a folder", hint="choose another --output")
+    if not os.access(anc, os.W_OK):
+        raise RunError(f"cannot create run folders under {output}: {anc} is not writable", hint="choose another --output")
+
+
+def _create_run_dir(output: str | Path, name: str) -> tuple[Path, list[Path]]:
+    """Create `<output>/<name>/<N>/`; return it and every folder created
+    (deepest first), so a run that fails at once can remove them."""
+    root = Path(output)
+    missing = [p for p in (root / name, root, *root.parents) if not p.exists()]
+    run_dir = new_run_dir(output, name)
+    return run_dir, [run_dir, *missing]
+
+
+def _remove_created(created: list[Path]) -> None:
+    if not created:
+        return
+    shutil.rmtree(created[0], ignore_errors=True)
+    for p in created[1:]:
+        try:
+            p.rmdir()  # only while empty: another run may have started
+        except OSError:
+            break
+
+
+def _read_text(path: Path) -> Optional[str]:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+# -- phases, progress, data ------------------------------------------------
+
+
 def _total_epochs(cfg: Any) -> int:
     return _phases(cfg)[-1][1]
 
@@ -279,6 +599,14 @@ def _phase_of(phases: list[tuple[int, int]], epoch: int) -> int:
     return len(phases)
 
 
+def _monitor(cfg: Any, bundle: Any) -> Optional[str]:
+    """The metric that picks the best epoch: train.monitor, else val_loss
+    when there is validation data (the schema's documented default)."""
+    if cfg.train.monitor:
+        return cfg.train.monitor
+    return "val_loss" if bundle.val is not None else None
+
+
 def _progress_mode(progress: str, cfg: Any) -> str:
     if progress == "auto":
         progress = cfg.train.verbose
@@ -291,7 +619,7 @@ def _progress_mode(progress: str, cfg: Any) -> str:
 def _cardinality(ds: Any) -> Optional[int]:
     try:
         n = int(ds.cardinality())
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - not a tf.data dataset
         return None
     return n if n > 0 else None
 
@@ -395,14 +723,3 @@ def _enter_fine_tune_phase(model: Any, cfg: Any) -> None:
     opt_cfg.pop("name", None)
     new_cfg.compile.optimizer = {"class_name": opt.get("class_name", "Adam"), "config": opt_cfg}
     compile_model(model, new_cfg)
-
-
-def _save_final_model_from_checkpoint(run_dir: Path, state: ckpt.TrainState) -> None:
-    """After divergence: model.keras is the last good checkpoint's model."""
-    if state.epoch == 0 or not state.model_file:
-        return
-    import shutil
-
-    src = ckpt.checkpoint_dir(run_dir) / state.model_file
-    with atomic_path(run_dir / MODEL_FILE) as tmp:
-        shutil.copyfile(src, tmp)
