@@ -46,6 +46,11 @@ SHIPPED_CATALOG = Path(__file__).with_name("keras_catalog.json")
 # model; its `name` is the application (MobileNetV2 or mobilenet_v2).
 BACKBONE = "Backbone"
 BACKBONE_ARGS = ("name", "weights", "trainable", "pooling", "preprocess", "fine_tune_at")
+# keras.applications arguments the model builder sets itself, so a config
+# may not (the others, such as MobileNet's alpha, pass through).
+BACKBONE_APP_ARGS_SET_BY_DLCLI = (
+    "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes", "classifier_activation", "name",
+)
 EXTRA_LAYERS = {BACKBONE: BACKBONE_ARGS}
 EXTRA_LOSSES = ("ctc",)
 EXTRA_METRICS = ("ctc_sequence_accuracy", "sequence_accuracy")
@@ -254,16 +259,17 @@ def _backbones(keras: Any) -> dict[str, Any]:
         if inspect.isfunction(o) and "include_top" in inspect.signature(o).parameters
     }
     names: dict[str, str] = {}
-    for n in functions:
-        for v in (n, n.lower(), _snake(n)):
-            names[v] = n
-    # A submodule holding exactly one application names it too
-    # (keras.applications.mobilenet_v2 -> MobileNetV2).
-    for mod_name, mod in _public(apps).items():
-        if inspect.ismodule(mod):
-            held = [n for n, f in functions.items() if getattr(mod, n, None) is f]
-            if len(held) == 1:
-                names.setdefault(mod_name, held[0])
+    for n, fn in functions.items():
+        names[n] = n
+        names.setdefault(n.lower(), n)
+        # The snake-case name takes Keras's own word breaks from the module
+        # (keras.applications.mobilenet_v3.MobileNetV3Small ->
+        # mobilenet_v3_small; efficientnet.EfficientNetB0 -> efficientnet_b0).
+        module = getattr(fn, "__module__", "").rsplit(".", 1)[-1]
+        flat_module = module.replace("_", "")
+        if module and n.lower().startswith(flat_module):
+            rest = n.lower()[len(flat_module):]
+            names.setdefault(module + (rest if not rest or rest[0].isdigit() else "_" + rest), n)
     targets = {n: {"args": sorted(inspect.signature(f).parameters), "open": False} for n, f in functions.items()}
     return {"names": sorted(names), "dict_names": names, "targets": targets}
 
@@ -496,6 +502,8 @@ class LayerEntry(NamedTuple):
             previous layer).
         key_path: where the entry is (`model.layers.2`).
         args_path: where its arguments are (`model.layers.2.Conv2D`).
+        name_path: where its name is written.
+        inputs_path: where its inputs are written.
     """
 
     class_name: str
@@ -504,6 +512,8 @@ class LayerEntry(NamedTuple):
     inputs: Optional[list[str]]
     key_path: str
     args_path: str
+    name_path: str = ""
+    inputs_path: str = ""
 
 
 def parse_entry(entry: Any, key_path: str, *, cfg: Optional["Config"] = None, what: str = "layer", graph: bool = True) -> LayerEntry:
@@ -528,7 +538,7 @@ def parse_entry(entry: Any, key_path: str, *, cfg: Optional["Config"] = None, wh
     if isinstance(entry, str):
         if not entry.strip():
             raise _fail(cfg, key_path, f"empty {what} name")
-        return LayerEntry(entry.strip(), {}, None, None, key_path, key_path)
+        return LayerEntry(entry.strip(), {}, None, None, key_path, key_path, f"{key_path}.name", f"{key_path}.inputs")
     if not isinstance(entry, dict) or not entry:
         raise _fail(
             cfg, key_path, f"expected a {what} like `Dense` or `Dense: {{units: 8}}`, got {_kind(entry)}"
@@ -583,7 +593,7 @@ def parse_entry(entry: Any, key_path: str, *, cfg: Optional["Config"] = None, wh
             inputs = [inputs]
         if not (isinstance(inputs, list) and inputs and all(isinstance(i, str) and i for i in inputs)):
             raise _fail(cfg, inputs_path, f"inputs must be a layer name or a list of names, got {_kind(inputs)}")
-    return LayerEntry(class_name, kwargs, name, inputs, key_path, args_path)
+    return LayerEntry(class_name, kwargs, name, inputs, key_path, args_path, name_path, inputs_path)
 
 
 def _takes_inputs(class_name: str) -> bool:
@@ -677,22 +687,51 @@ def _check_args(owner: str, kwargs: dict[str, Any], info: dict[str, Any], key_pa
             )
 
 
+def _flat(name: str) -> str:
+    return name.replace("_", "").replace("-", "").lower()
+
+
+def backbone_target(name: str) -> Optional[str]:
+    """The keras.applications function a Backbone `name` means, or None
+    (no catalogue, or no such application).
+
+    Spelling is free as in the model builder: `MobileNetV2`,
+    `mobilenet_v2` and `mobilenetv2` are one backbone.
+    """
+    cat = get_catalog()
+    if cat is None:
+        return None
+    found = cat.dict_target("backbones", name)
+    if found is not None:
+        return found
+    by_flat = {_flat(n): t for n, t in cat.data.get("backbones", {}).get("dict_names", {}).items()}
+    return by_flat.get(_flat(name))
+
+
 def _check_backbone(kwargs: dict[str, Any], key_path: str, cfg: Optional["Config"]) -> None:
-    for k in kwargs:
-        if k not in BACKBONE_ARGS:
-            raise _fail(
-                cfg, f"{key_path}.{k}", f"Backbone has no argument '{k}'", did_you_mean(k, BACKBONE_ARGS) or one_of(BACKBONE_ARGS)
-            )
+    cat = get_catalog()
     name = kwargs.get("name")
     if not isinstance(name, str) or not name:
-        cat = get_catalog()
-        example = ", ".join(cat.names("backbones")[:4]) if cat else "mobilenet_v2"
-        raise _fail(cfg, key_path, "Backbone needs name: a keras.applications model", f"for example {example}")
-    cat = get_catalog()
-    if cat is not None and cat.dict_target("backbones", name) is None:
-        raise _fail(
-            cfg, f"{key_path}.name", f"unknown backbone '{name}'", did_you_mean(name, cat.names("backbones")) or "see keras.applications"
-        )
+        raise _fail(cfg, key_path, "Backbone needs name: a keras.applications model", "for example name: mobilenet_v2")
+    allowed = list(BACKBONE_ARGS)
+    if cat is not None:
+        target = backbone_target(name)
+        if target is None:
+            raise _fail(
+                cfg,
+                f"{key_path}.name",
+                f"unknown backbone '{name}'",
+                did_you_mean(name, cat.names("backbones")) or "see keras.applications",
+            )
+        # The application's own options (alpha, include_preprocessing, ...)
+        # pass through; those the builder sets itself do not.
+        info = cat.arguments("backbones", target) or {}
+        allowed += [a for a in info.get("args") or [] if a not in BACKBONE_APP_ARGS_SET_BY_DLCLI and a not in allowed]
+    for k in kwargs:
+        if k not in allowed:
+            raise _fail(
+                cfg, f"{key_path}.{k}", f"Backbone has no argument '{k}'", did_you_mean(k, allowed) or one_of(allowed)
+            )
 
 
 def _check_ref(
@@ -887,11 +926,11 @@ def check_graph(cfg: "Config", entries: list[LayerEntry]) -> None:
 
 
 def _name_path(e: LayerEntry) -> str:
-    return f"{e.args_path}.name" if e.args_path != e.key_path else f"{e.key_path}.name"
+    return e.name_path or f"{e.key_path}.name"
 
 
 def _inputs_path(e: LayerEntry) -> str:
-    return f"{e.key_path}.inputs"
+    return e.inputs_path or f"{e.key_path}.inputs"
 
 
 def _find_cycle(edges: dict[int, list[int]]) -> Optional[list[int]]:

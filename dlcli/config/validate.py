@@ -176,17 +176,22 @@ def explain(exc: ValidationError, data: dict, positions: Positions, source: Opti
     for err in exc.errors(include_url=False):
         path = _clean_loc(tuple(err["loc"]), data, err["type"] == "missing")
         groups.setdefault(path, []).append(err)
-    chosen = next(
-        (p for p, errs in groups.items() if any(e["type"] == "extra_forbidden" for e in errs)),
-        next(iter(groups)),
-    )
-    errs = groups[chosen]
 
     def locate(path: KeyPath) -> tuple[Optional[str], Optional[int]]:
         for n in range(len(path), 0, -1):
             if path[:n] in positions:
                 return positions[path[:n]]
         return source, None
+
+    def order(item: tuple[int, KeyPath]) -> tuple[int, float, int]:
+        # Unknown keys first, then the problem written first in the file.
+        index, path = item
+        extra = any(e["type"] == "extra_forbidden" for e in groups[path])
+        line = locate(path)[1]
+        return (0 if extra else 1, line if line is not None else float("inf"), index)
+
+    chosen = min(enumerate(groups), key=order)[1]
+    errs = groups[chosen]
 
     file, line = locate(chosen)
     key = dotted(chosen) or None
