@@ -1,0 +1,487 @@
+"""Image folders: listing, the pre-flight check, decoding, `image_dir`.
+
+Design, for folders of any size:
+- Listing walks the folder with `os.scandir` (no stat of every file).
+- A pre-flight check reads each file's first bytes (JPEG, PNG, GIF or BMP
+  by content, whatever the extension says), has Pillow parse the header
+  and `verify()` it (PNG: every chunk's CRC), and looks for a JPEG's
+  end-of-image marker, in a thread pool. Corrupt or non-image files are
+  found before training and skipped (listed in the notes), or are an error
+  with `data.strict`. This costs a few milliseconds per 100 files.
+- Training streams the folder: the file names (a string tensor) are
+  shuffled, not the images, and a parallel `tf.data` map reads, decodes and
+  resizes each file. Nothing per epoch runs in Python, and memory does not
+  grow with the folder. Decoded images are cached only with
+  `data.cache: true` (`auto` means off here): a cache holds every decoded
+  image in memory, which grows with the folder.
+- Pixel values stay 0..255 float32; models rescale or backbones preprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from dlcli.data._util import cfg_error, class_filter, per_class_subset, short_list, split_indices
+from dlcli.data.bundle import DataBundle
+from dlcli.data.sources import IMAGE_EXTENSIONS
+from dlcli.errors import DataError
+
+DEFAULT_IMAGE_SIZE = (224, 224)
+# Decoder branch per file, chosen by the pre-flight check from the content.
+JPEG, PNG, OTHER = 0, 1, 2
+_FORMAT_CODES = {"jpeg": JPEG, "png": PNG, "gif": OTHER, "bmp": OTHER}
+SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
+
+
+# ------------------------------------------------------------- pre-flight
+
+def sniff_format(head: bytes) -> Optional[str]:
+    """The image format from a file's first bytes, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head.startswith(b"BM") and len(head) >= 6:
+        return "bmp"
+    return None
+
+
+def check_image(path: str) -> tuple[Optional[int], str]:
+    """Check that a file is an image TensorFlow can decode, cheaply.
+
+    Returns:
+        (decoder code, "") for a good file, or (None, what is wrong).
+    """
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            if not head:
+                return None, "empty file"
+            fmt = sniff_format(head)
+            if fmt is None:
+                return None, "not a JPEG, PNG, GIF or BMP image"
+            size = f.seek(0, os.SEEK_END)
+            if fmt == "jpeg":
+                # A truncated JPEG parses but fails to decode mid-epoch; its
+                # end-of-image marker is missing (allow trailing bytes).
+                f.seek(max(0, size - 4096))
+                if b"\xff\xd9" not in f.read():
+                    return None, "truncated JPEG (no end-of-image marker)"
+            elif fmt == "bmp":
+                declared = int.from_bytes(head[2:6], "little")
+                if declared and size < declared:
+                    return None, f"truncated BMP ({size} of {declared} bytes)"
+            f.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # DecompressionBombWarning etc.
+                with Image.open(f, formats=[fmt.upper()]) as im:
+                    width, height = im.size
+                    im.verify()
+            if width < 1 or height < 1:
+                return None, "image has no pixels"
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or exc})"
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad data
+        return None, f"corrupt {fmt.upper() if fmt else 'file'} ({exc})"
+    return _FORMAT_CODES[fmt], ""
+
+
+def check_images(paths: Sequence[str], workers: Optional[int] = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Run `check_image` over many files in a thread pool.
+
+    Returns:
+        An int32 array of decoder codes (-1 for a bad file) and the
+        `(path, reason)` list of bad files, in input order.
+    """
+    codes = np.full(len(paths), -1, np.int32)
+    bad: list[tuple[str, str]] = []
+    if not paths:
+        return codes, bad
+    # Mostly file I/O (the GIL is released while reading); threads hide
+    # the latency of cold caches and network file systems.
+    workers = workers or min(32, 4 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i, (code, why) in enumerate(pool.map(check_image, paths, chunksize=64)):
+            if code is None:
+                bad.append((paths[i], why))
+            else:
+                codes[i] = code
+    return codes, bad
+
+
+def describe_bad(bad: list[tuple[str, str]], limit: int = 3) -> str:
+    """'3 unreadable files (a.jpg: empty file; ...)'."""
+    shown = "; ".join(f"{p}: {why}" for p, why in bad[:limit])
+    more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
+    return f"{len(bad)} unreadable file{'s' if len(bad) != 1 else ''} ({shown}{more})"
+
+
+# ---------------------------------------------------------------- listing
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def walk_files(folder: str) -> list[str]:
+    """Every non-hidden file under `folder`, recursively, sorted."""
+    out: list[str] = []
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError as exc:
+            raise DataError(f"cannot list {d}: {exc.strerror}") from None
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if e.is_dir(follow_symlinks=True):
+                stack.append(e.path)
+            elif e.is_file(follow_symlinks=True):
+                out.append(e.path)
+    out.sort()
+    return out
+
+
+def _subdirs(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def _loose_files(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
+
+
+@dataclass
+class Listing:
+    """The files of an image folder, by split, before the pre-flight check."""
+
+    root: Path
+    layout: str  # "classes" (one folder per class) or "splits" (train/ val/ test/)
+    class_names: list[str]
+    files: dict[str, list[str]] = field(default_factory=dict)  # split -> paths
+    labels: dict[str, list[int]] = field(default_factory=dict)  # split -> class index
+    ignored: int = 0  # files without an image extension
+    notes: list[str] = field(default_factory=list)
+
+
+def list_image_folder(root: Path, wanted: Optional[Callable[[list[str]], list[int]]] = None) -> Listing:
+    """List an image folder: one sub-folder per class, or train/ (+ val/ or
+    validation/, test/) each holding class folders.
+
+    Args:
+        root: the folder.
+        wanted: maps the class folder names to the indices to keep, in order
+            (`data.classes`); None keeps all, sorted by name.
+
+    Raises:
+        DataError: no class folders, a single class, a class without
+            images, or a split folder naming classes that train/ lacks.
+    """
+    subs = _subdirs(root)
+    split_dirs = {}
+    if "train" in subs and _subdirs(root / "train"):
+        for split, names in SPLIT_FOLDERS.items():
+            for n in names:
+                if n in subs:
+                    split_dirs[split] = root / n
+                    break
+        extra = [s for s in subs if s not in {p.name for p in split_dirs.values()}]
+        if extra:
+            raise DataError(
+                f"{root} mixes split folders (train/) with other folders ({short_list(extra)}): "
+                "use either train/ val/ test/ each holding class folders, or one folder per class"
+            )
+        layout = "splits"
+    else:
+        split_dirs = {"all": root}
+        layout = "classes"
+
+    train_dir = split_dirs.get("train", root)
+    classes = _subdirs(train_dir)
+    if not classes:
+        images = [n for n in _loose_files(train_dir) if is_image_name(n)]
+        if images:
+            raise DataError(
+                f"{train_dir} holds images but no class folders: put each class's images in its own "
+                f"sub-folder ({train_dir}/<class name>/...)"
+            )
+        raise DataError(f"{train_dir} is empty: image_dir needs one sub-folder of images per class")
+    if len(classes) == 1:
+        raise DataError(f"{train_dir} has a single class folder ({classes[0]!r}): a classifier needs at least two")
+    keep = wanted(classes) if wanted else list(range(len(classes)))
+    class_names = [classes[k] for k in keep]
+    listing = Listing(root=root, layout=layout, class_names=class_names)
+
+    for split, folder in split_dirs.items():
+        present = _subdirs(folder)
+        unknown = [c for c in present if c not in classes]
+        if unknown:
+            raise DataError(f"{folder} has class folder(s) {short_list(unknown)} that {train_dir} lacks")
+        loose = [n for n in _loose_files(folder) if is_image_name(n)]
+        if loose:
+            listing.notes.append(f"ignored {len(loose)} image(s) directly in {folder} (not in a class folder)")
+        files, labels = [], []
+        for label, name in enumerate(class_names):
+            if name not in present:
+                continue
+            found = walk_files(str(folder / name))
+            images = [p for p in found if is_image_name(p)]
+            listing.ignored += len(found) - len(images)
+            files.extend(images)
+            labels.extend([label] * len(images))
+        listing.files[split] = files
+        listing.labels[split] = labels
+    return listing
+
+
+# --------------------------------------------------------------- decoding
+
+def make_decoder(image_size: Sequence[int], channels: int) -> Callable:
+    """A TensorFlow function `(path, code) -> float32 (H, W, channels)`.
+
+    `code` (from the pre-flight check) picks the decoder: JPEG and PNG
+    decode straight to the wanted channels (a JPEG at least twice the
+    target size is scaled down while decoding); GIF (first frame) and BMP
+    decode as RGB, as TensorFlow requires, then convert to grayscale when
+    asked. Then a bilinear resize, as `keras.utils.image_dataset_from_
+    directory` does. Training and predict share this function.
+    """
+    import tensorflow as tf
+
+    height, width = int(image_size[0]), int(image_size[1])
+
+    def decode(path, code):
+        data = tf.io.read_file(path)
+
+        def jpeg():
+            # libjpeg can scale by 1/2, 1/4 or 1/8 while decoding (in the
+            # DCT domain): a large photo then costs a fraction of a full
+            # decode, and the scaled image is a properly low-passed one, so
+            # the bilinear resize that follows aliases less. Only scale as
+            # far as the result stays at least the target size.
+            shape = tf.image.extract_jpeg_shape(data)
+            h, w = shape[0], shape[1]
+            fits = [tf.logical_and(h // r >= height, w // r >= width) for r in (2, 4, 8)]
+            branch = tf.cast(fits[0], tf.int32) + tf.cast(fits[1], tf.int32) + tf.cast(fits[2], tf.int32)
+            return tf.switch_case(
+                branch,
+                [lambda r=r: tf.io.decode_jpeg(data, channels=channels, ratio=r) for r in (1, 2, 4, 8)],
+            )
+
+        def png():
+            return tf.io.decode_png(data, channels=channels)
+
+        def other():
+            img = tf.io.decode_image(data, channels=3, expand_animations=False)
+            return tf.image.rgb_to_grayscale(img) if channels == 1 else img
+
+        img = tf.switch_case(tf.cast(code, tf.int32), [jpeg, png, other])
+        img.set_shape([None, None, channels])
+        img = tf.image.resize(img, (height, width))
+        img.set_shape([height, width, channels])
+        return img
+
+    return decode
+
+
+def image_dataset(
+    paths: Sequence[str],
+    codes: np.ndarray,
+    labels: np.ndarray,
+    decode: Callable,
+    *,
+    batch_size: int,
+    training: bool,
+    seed: int,
+    cache: bool,
+    shuffle_buffer: int = 10000,
+    augment: Optional[Callable] = None,
+):
+    """Batched `(image, label)` pipeline that streams image files.
+
+    Training shuffles the file names (all of them, each epoch, seeded), then
+    decodes in parallel; val / test keep their order. With `cache`, decoded
+    images are kept in memory after the first epoch and shuffled from a
+    buffer of `shuffle_buffer` images.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=object).astype(str), codes, labels))
+    n = len(paths)
+    load = lambda p, c, y: (decode(p, c), y)  # noqa: E731
+    if cache:
+        ds = ds.map(load, num_parallel_calls=autotune, deterministic=True).cache()
+        if training and shuffle_buffer > 0 and n > 1:
+            ds = ds.shuffle(min(n, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    else:
+        if training and shuffle_buffer > 0 and n > 1:
+            # File names are small: shuffle every one of them, not images.
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(load, num_parallel_calls=autotune, deterministic=True)
+    ds = ds.batch(batch_size)
+    if training and augment is not None:
+        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=autotune, deterministic=True)
+    return ds.prefetch(autotune)
+
+
+# -------------------------------------------------------------- image_dir
+
+def image_dir_source(cfg: Any) -> DataBundle:
+    """A folder of images, one sub-folder per class (or train/ val/ test/).
+
+    Raises:
+        ConfigError: no `data.path`, a bad `image_size` or `data.classes`.
+        DataError: the folder does not fit the layout, a class has no
+            readable images, or (with `data.strict`) unreadable files.
+    """
+    from dlcli.data.labels import TASKS, choose_label_mode, encode_labels
+    from dlcli.data.pipeline import build_augmenter
+
+    d = cfg.data
+    seed = int(cfg.seed)
+    if not d.path:
+        raise cfg_error(cfg, "data.path", "data.source image_dir needs data.path: the image folder")
+    root = Path(d.path).expanduser()
+    if not root.exists():
+        raise cfg_error(cfg, "data.path", f"{root} does not exist")
+    if not root.is_dir():
+        raise cfg_error(cfg, "data.path", f"{root} is not a folder (image_dir reads a folder of class folders)")
+    image_size = tuple(d.image_size) if d.image_size else DEFAULT_IMAGE_SIZE
+    if min(image_size) < 1:
+        raise cfg_error(cfg, "data.image_size", f"image sizes must be positive, got {list(image_size)}")
+    channels = 1 if d.color_mode == "grayscale" else 3
+    mode = choose_label_mode(cfg, classification=True, source="image_dir")
+
+    wanted = (lambda names: class_filter(cfg, names, d.classes)) if d.classes else None
+    listing = list_image_folder(root, wanted)
+    notes = list(listing.notes)
+    class_names = listing.class_names
+    num_classes = len(class_names)
+
+    every = [p for split in listing.files for p in listing.files[split]]
+    codes_all, bad = check_images(every)
+    if bad:
+        if d.strict:
+            raise DataError(f"{root}: {describe_bad(bad)}; remove them, or set data.strict: false to skip them")
+        notes.append(f"skipped {describe_bad(bad)}")
+    if listing.ignored:
+        notes.append(f"ignored {listing.ignored} file(s) in {root} without an image extension "
+                     f"({', '.join(IMAGE_EXTENSIONS)})")
+    code_of = dict(zip(every, codes_all.tolist()))
+
+    splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for split, files in listing.files.items():
+        labels = np.asarray(listing.labels[split], np.int64)
+        codes = np.asarray([code_of[p] for p in files], np.int32)
+        ok = codes >= 0
+        splits[split] = (np.asarray(files, dtype=object)[ok], codes[ok], labels[ok])
+
+    base = "train" if "train" in splits else "all"
+    counts = np.bincount(splits[base][2], minlength=num_classes)
+    empty = [class_names[k] for k in range(num_classes) if counts[k] == 0]
+    if empty:
+        folder = root / "train" if base == "train" else root
+        raise DataError(f"class folder(s) {', '.join(str(folder / c) for c in empty)} have no readable images")
+
+    def take(split, idx):
+        f, c, y = splits[split]
+        return f[idx], c[idx], y[idx]
+
+    if base == "all":
+        f, c, y = splits["all"]
+        kept, held = split_indices(len(f), d.test_split, seed, y)
+        test = take("all", held) if len(held) else None
+        train = take("all", kept)
+    else:
+        train = splits["train"]
+        test = splits.get("test")
+    if "val" in splits:
+        val = splits["val"]
+    else:
+        kept, held = split_indices(len(train[0]), d.validation_split, seed, train[2])
+        val = tuple(a[held] for a in train) if len(held) else None
+        train = tuple(a[kept] for a in train)
+    if d.samples_per_class:
+        idx = per_class_subset(train[2], d.samples_per_class, seed)
+        train = tuple(a[idx] for a in train)
+    if d.limit and len(train[0]) > d.limit:
+        idx = np.random.default_rng(seed).permutation(len(train[0]))[: d.limit]
+        train = tuple(a[idx] for a in train)
+    if test is not None and len(test[0]) == 0:
+        test = None
+    if val is not None and len(val[0]) == 0:
+        val = None
+
+    decode = make_decoder(image_size, channels)
+    augment = build_augmenter(cfg)
+    cache = d.cache is True
+
+    def make(split, training):
+        if split is None:
+            return None
+        files, codes, labels = split
+        y = encode_labels(cfg, labels, mode, num_classes)
+        return image_dataset(
+            files, codes, y, decode, batch_size=d.batch_size, training=training, seed=seed,
+            cache=cache, shuffle_buffer=d.shuffle_buffer, augment=augment,
+        )
+
+    input_shape = (image_size[0], image_size[1], channels)
+    spec = {
+        "source": "image_dir",
+        "task": TASKS[mode],
+        "label_mode": mode,
+        "class_names": class_names,
+        "num_classes": num_classes,
+        "input_kind": "image",
+        "input_shape": list(input_shape),
+        "image_size": list(image_size),
+        "color_mode": d.color_mode,
+        "pixel_range": [0.0, 255.0],
+        "sequence": False,
+        "extensions": list(IMAGE_EXTENSIONS),
+        "path": str(root),
+        "layout": listing.layout,
+        "seed": seed,
+        "counts": {
+            "train": int(len(train[0])),
+            "val": int(len(val[0])) if val else 0,
+            "test": int(len(test[0])) if test else 0,
+        },
+        "class_counts": np.bincount(train[2], minlength=num_classes).tolist(),
+        "skipped": len(bad),
+    }
+    train_files, train_codes = train[0], train[1]
+
+    def representative(n: int) -> np.ndarray:
+        from dlcli.data.pipeline import take_numpy
+
+        k = min(n, len(train_files))
+        ds = image_dataset(train_files[:k], train_codes[:k], np.zeros(k, np.int32), decode,
+                           batch_size=max(1, min(k, 64)), training=False, seed=seed, cache=False)
+        return take_numpy(ds, k)
+
+    return DataBundle(
+        train=make(train, True),
+        val=make(val, False),
+        test=make(test, False),
+        input_shape=input_shape,
+        spec=spec,
+        num_train=spec["counts"]["train"],
+        num_val=spec["counts"]["val"],
+        num_test=spec["counts"]["test"],
+        representative=representative,
+        notes=notes,
+    )

@@ -1,0 +1,113 @@
+"""`tf.data` building blocks shared by the sources."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from dlcli.data._util import cfg_error, did_you_mean
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def array_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    training: bool,
+    seed: int,
+    shuffle_buffer: int,
+    augment: Optional[Callable] = None,
+) -> tf.data.Dataset:
+    """Batched `(x, y)` pipeline over in-memory arrays.
+
+    `x` stays in its own dtype (uint8 for Keras's image sets: a quarter of
+    the memory of float32) and is cast to float32 per batch. The arrays
+    already live in memory, so `cache()` would only copy them again.
+
+    Args:
+        x, y: samples and labels, same first dimension.
+        batch_size: samples per batch.
+        training: shuffle (seeded, reshuffled each epoch) and augment.
+        seed: the shuffle seed.
+        shuffle_buffer: the most samples in the shuffle buffer (0: no
+            shuffling).
+        augment: a batch -> batch function applied to training batches.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training and shuffle_buffer > 0 and len(x) > 1:
+        ds = ds.shuffle(min(len(x), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if x.dtype != np.float32:
+        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=AUTOTUNE, deterministic=True)
+    if training and augment is not None:
+        ds = ds.map(lambda a, b: (augment(a), b), num_parallel_calls=AUTOTUNE, deterministic=False)
+    return ds.prefetch(AUTOTUNE)
+
+
+def build_augmenter(cfg: Any) -> Optional[Callable]:
+    """A batch -> batch function of the Keras layers in `data.augment`.
+
+    Each entry is `ClassName` or `ClassName: {kwargs}`, resolved by name in
+    `keras.layers`. Layers that take a `seed` get `cfg.seed + i` unless the
+    entry sets one, so augmented runs repeat.
+
+    Returns:
+        None when `data.augment` is empty.
+
+    Raises:
+        ConfigError: at `data.augment.<i>` for an unknown layer or bad
+            arguments.
+    """
+    entries = cfg.data.augment or []
+    if not entries:
+        return None
+    import keras
+
+    layers = []
+    for i, entry in enumerate(entries):
+        key = f"data.augment.{i}"
+        if isinstance(entry, str):
+            name, kwargs = entry, {}
+        elif isinstance(entry, dict) and len(entry) == 1:
+            (name, kwargs), = entry.items()
+            kwargs = dict(kwargs or {})
+        else:
+            raise cfg_error(cfg, key, "an augmentation entry is `LayerName` or `LayerName: {arguments}`")
+        cls = getattr(keras.layers, str(name), None)
+        if not (inspect.isclass(cls) and issubclass(cls, keras.layers.Layer)):
+            names = [n for n in dir(keras.layers) if n[:1].isupper()]
+            preprocessing = [n for n in names if n.startswith("Random")]
+            raise cfg_error(
+                cfg, key, f"unknown Keras layer {name!r}",
+                hint=did_you_mean(name, names) or f"augmentation layers include {', '.join(preprocessing[:8])}",
+            )
+        if "seed" in inspect.signature(cls.__init__).parameters and "seed" not in kwargs:
+            kwargs["seed"] = int(cfg.seed) + i
+        try:
+            layers.append(cls(**kwargs))
+        except (TypeError, ValueError) as exc:
+            raise cfg_error(cfg, key, f"{name}: {exc}") from None
+    model = keras.Sequential(layers, name="augment")
+
+    def augment(x):
+        return model(x, training=True)
+
+    return augment
+
+
+def take_numpy(ds: tf.data.Dataset, n: int) -> np.ndarray:
+    """The first `n` samples' inputs of a batched `(x, y)` dataset."""
+    out, have = [], 0
+    for x, _ in ds:
+        out.append(x.numpy())
+        have += len(out[-1])
+        if have >= n:
+            break
+    if not out:
+        return np.zeros((0,), np.float32)
+    return np.concatenate(out)[:n]
