@@ -1,0 +1,248 @@
+"""Helpers shared by the model stage: located errors, close names, and the
+argument check Keras lacks.
+
+Keras reports a misspelled constructor argument as "Could not locate
+class" (through `deserialize`) or "Unrecognized keyword arguments" (through
+the constructor) with no suggestion; `check_kwargs` reads the constructor's
+own signature instead, so the message can say which argument is wrong and
+which one was meant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from typing import Any, Iterable, Mapping, Optional
+
+from dlcli.config.suggest import closest, did_you_mean
+from dlcli.errors import ConfigError
+
+__all__ = [
+    "cfg_error",
+    "closest",
+    "did_you_mean",
+    "accepted_kwargs",
+    "check_kwargs",
+    "split_entry",
+    "import_dotted",
+    "short_message",
+    "public_names",
+]
+
+
+def cfg_error(cfg: Any, key: str, message: str, hint: Optional[str] = None) -> ConfigError:
+    """Return a ConfigError located at `key` (file and line where known).
+
+    Args:
+        cfg: the Config (or None for Python callers without one).
+        key: the dotted key path, e.g. `model.layers.3`.
+        message: what is wrong.
+        hint: a suggestion.
+
+    Returns:
+        The error, for the caller to raise.
+    """
+    locate = getattr(cfg, "error", None)
+    if callable(locate):
+        return locate(key, message, hint=hint)
+    return ConfigError(message, file=getattr(cfg, "source_file", None), key=key, hint=hint)
+
+
+def short_message(exc: BaseException, limit: int = 400) -> str:
+    """Keras's message for `exc`, cut to its first paragraph, on one line.
+
+    Keras appends "Arguments received by ..." blocks and full configs to
+    its messages; the first paragraph says what went wrong.
+    """
+    text = str(exc).strip() or type(exc).__name__
+    text = text.split("\n\n")[0]
+    text = " ".join(text.split())
+    # Keras wraps call errors as "Exception encountered when calling X.call().".
+    text = re.sub(r"^Exception encountered when calling [\w.]+\(\)\.\s*", "", text)
+    if len(text) > limit:
+        text = text[: limit - 3].rstrip() + "..."
+    return text
+
+
+def accepted_kwargs(cls: type) -> tuple[Optional[set[str]], set[str]]:
+    """Read which keyword arguments `cls(...)` accepts and which it needs.
+
+    Walks the MRO while each `__init__` forwards `**kwargs` to its parent, so
+    `Conv2D` accepts `filters` (its own), `rank`-less BaseConv arguments and
+    Layer's `name`, `dtype`, `trainable`, ...
+
+    Args:
+        cls: a Keras layer, callback or optimizer class (or a custom one).
+
+    Returns:
+        (accepted, required): accepted is None when some `__init__` in the
+        chain takes `**kwargs` without a known end (anything may be valid);
+        required are the first constructor's arguments without a default.
+    """
+    import keras
+
+    accepted: set[str] = set()
+    required: set[str] = set()
+    first = True
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            return None, required
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            return None, required
+        named = [p for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        has_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        has_var_pos = any(p.kind is p.VAR_POSITIONAL for p in params.values())
+        if not named and has_var_pos and has_var_kw:
+            # A pure pass-through (*args, **kwargs): look further up.
+            continue
+        accepted.update(p.name for p in named)
+        if first:
+            required = {p.name for p in named if p.default is p.empty}
+            first = False
+        if klass is keras.layers.Layer:
+            # Layer pops these two from **kwargs itself (keras/src/layers/layer.py).
+            accepted.update({"input_shape", "input_dim"})
+            return accepted, required
+        if klass.__name__ == "BaseOptimizer" and klass.__module__.startswith("keras."):
+            # BaseOptimizer rejects every other keyword itself.
+            return accepted, required
+        if not has_var_kw:
+            return accepted, required
+    return None, required
+
+
+def check_kwargs(
+    cls: type,
+    kwargs: Mapping[str, Any],
+    *,
+    cfg: Any,
+    key: str,
+    what: Optional[str] = None,
+    extra: Iterable[str] = (),
+) -> None:
+    """Raise a located ConfigError for unknown or missing constructor arguments.
+
+    Args:
+        cls: the class about to be constructed.
+        kwargs: the arguments the config gives it.
+        cfg: the Config, for the error's location.
+        key: the dotted key path of the entry.
+        what: the name to show (default: the class name).
+        extra: further argument names the caller handles itself.
+
+    Raises:
+        ConfigError: "Conv2D has no argument 'filtres' (did you mean
+            'filters'?)", or "Conv2D needs argument(s) 'kernel_size'".
+    """
+    what = what or cls.__name__
+    accepted, required = accepted_kwargs(cls)
+    if accepted is not None:
+        valid = accepted | set(extra)
+        for arg in kwargs:
+            if arg not in valid:
+                raise cfg_error(
+                    cfg, key, f"{what} has no argument '{arg}'",
+                    hint=did_you_mean(arg, sorted(valid)) or f"its arguments are: {', '.join(sorted(valid - {'self'}))}",
+                )
+    missing = sorted(required - set(kwargs))
+    if missing:
+        names = ", ".join(f"'{m}'" for m in missing)
+        raise cfg_error(cfg, key, f"{what} needs argument{'s' if len(missing) > 1 else ''} {names}",
+                        hint=f"write it as {what}: {{{missing[0]}: ...}}")
+
+
+def split_entry(raw: Any, *, cfg: Any, key: str, allow_graph: bool = True) -> tuple[str, dict[str, Any], Optional[str], Any]:
+    """Split a layer or callback entry into (class name, kwargs, name, inputs).
+
+    Accepted forms: `"Flatten"`; `{"Conv2D": {kwargs}}`; with `name:` and
+    `inputs:` either beside the class key or inside its kwargs.
+
+    Args:
+        raw: the entry as written.
+        cfg: the Config, for error locations.
+        key: the entry's key path.
+        allow_graph: whether `name:` / `inputs:` beside the class are valid
+            (layers: yes; callbacks: no).
+
+    Returns:
+        (class_name, kwargs, name, inputs); name and inputs are None when
+        absent. `inputs` stays as written (a name or a list of names).
+
+    Raises:
+        ConfigError: not a string or a one-class mapping, or arguments that
+            are not a mapping.
+    """
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise cfg_error(cfg, key, "empty entry")
+        return raw.strip(), {}, None, None
+    if not isinstance(raw, Mapping):
+        raise cfg_error(cfg, key, f"expected `ClassName` or `ClassName: {{arguments}}`, got {type(raw).__name__} {raw!r}")
+    side = {"name", "inputs"} if allow_graph else set()
+    class_keys = [k for k in raw if k not in side]
+    if len(class_keys) != 1:
+        if not class_keys:
+            raise cfg_error(cfg, key, "the entry names no class", hint="write it as `ClassName: {arguments}`")
+        shown = ", ".join(str(k) for k in class_keys)
+        raise cfg_error(
+            cfg, key, f"one entry holds several keys ({shown})",
+            hint=f"indent the arguments under `{class_keys[0]}:`, e.g. {class_keys[0]}: {{{class_keys[1]}: ...}}"
+            + ("; only `name:` and `inputs:` may stand beside the class" if allow_graph else ""),
+        )
+    class_name = str(class_keys[0])
+    args = raw[class_keys[0]]
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping):
+        raise cfg_error(cfg, key, f"the arguments of {class_name} must be a mapping {{argument: value}}, got {args!r}",
+                        hint=f"e.g. {class_name}: {{name_of_argument: {args!r}}}")
+    kwargs = dict(args)
+    name = raw.get("name") if allow_graph else None
+    inputs = raw.get("inputs") if allow_graph else None
+    if allow_graph and "inputs" in kwargs:
+        if inputs is not None and inputs != kwargs["inputs"]:
+            raise cfg_error(cfg, key, f"`inputs:` given twice, beside {class_name} and inside its arguments")
+        inputs = kwargs.pop("inputs")
+    return class_name, kwargs, (str(name) if name is not None else None), inputs
+
+
+def import_dotted(path: str, *, cfg: Any, key: str, kind: str, base: type) -> type:
+    """Import `package.module.ClassName` and check it subclasses `base`.
+
+    Args:
+        path: the dotted path as written in the config.
+        cfg: the Config, for error locations.
+        key: the entry's key path.
+        kind: "layer" or "callback", for messages.
+        base: the class the import must subclass.
+
+    Raises:
+        ConfigError: the module cannot be imported, lacks the attribute, or
+            the attribute is not a `base` subclass.
+    """
+    module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise cfg_error(cfg, key, f"cannot import module '{module_name}' for custom {kind} '{path}': {exc}",
+                        hint="is the package installed, or its folder on PYTHONPATH?") from None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        candidates = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, base)]
+        raise cfg_error(cfg, key, f"module '{module_name}' has no {kind} class '{attr}'",
+                        hint=did_you_mean(attr, candidates))
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise cfg_error(cfg, key, f"'{path}' is not a Keras {kind} class (a subclass of {base.__module__.split('.')[0]}.{base.__qualname__})")
+    return obj
+
+
+def public_names(module: Any) -> list[str]:
+    """The public names a Keras module exports (its registry, as Keras sees it)."""
+    skip = {"get", "serialize", "deserialize"}
+    return [n for n in dir(module) if not n.startswith("_") and n not in skip]

@@ -1,0 +1,362 @@
+"""Compile a model and build callbacks from a config, through Keras.
+
+Losses, optimizers, learning-rate schedules, metrics and callbacks are
+looked up with Keras's own `get()` / `deserialize()` and module attributes,
+so every name Keras knows works. dlcli adds only what Keras lacks:
+
+- close-name suggestions when a name or an argument is wrong;
+- the `{ClassName: {kwargs}}` short form (as for layers);
+- a learning-rate schedule given as `{class_name, config}` inside an
+  optimizer's config, which `keras.optimizers.get` cannot read;
+- the names `ctc` (keras.losses.CTC) and `ctc_sequence_accuracy` /
+  `sequence_accuracy` (greedy-decoding exact match, see `ctc.py`);
+- `steps_per_execution: auto`, which Keras 3 does not have.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping, Optional
+
+import keras
+
+from dlcli.model._common import cfg_error, check_kwargs, did_you_mean, import_dotted, public_names, short_message, split_entry
+from dlcli.model.ctc import CTCSequenceAccuracy
+
+# Names Keras has no object for; everything else goes through Keras.
+_DLCLI_LOSSES = {"ctc": keras.losses.CTC}
+_DLCLI_METRICS = {"ctc_sequence_accuracy": CTCSequenceAccuracy, "sequence_accuracy": CTCSequenceAccuracy}
+# Strings model.compile() itself turns into the right accuracy/crossentropy
+# for the targets' shape (keras/src/trainers/compile_utils.py); keras.metrics.get
+# does not know them, so they are passed through as strings.
+_COMPILE_METRIC_STRINGS = {"accuracy", "acc", "crossentropy", "ce"}
+
+# Above this many parameters one step already outweighs the Python overhead
+# that steps_per_execution saves.
+_LARGE_MODEL_PARAMS = 1_000_000
+_MAX_STEPS_PER_EXECUTION = 32
+
+
+def _as_class_config(ref: Any) -> Any:
+    """`{ClassName: {kwargs}}` -> `{class_name, config}`; anything else as is."""
+    if isinstance(ref, Mapping) and "class_name" not in ref and len(ref) == 1:
+        ((name, kwargs),) = ref.items()
+        return {"class_name": name, "config": dict(kwargs or {})}
+    if isinstance(ref, Mapping):
+        return {"class_name": ref.get("class_name"), "config": dict(ref.get("config") or {})}
+    return ref
+
+
+def _ref_name(ref: Any) -> str:
+    return str(ref["class_name"]) if isinstance(ref, Mapping) else str(ref)
+
+
+def _known_class(module: Any, name: str) -> Optional[type]:
+    """A class of a Keras module by name, as `deserialize` would find it."""
+    obj = getattr(module, str(name), None)
+    return obj if isinstance(obj, type) else None
+
+
+def _check_config_keys(module: Any, ref: Any, *, cfg: Any, key: str, base: type) -> None:
+    """Check `{class_name, config}` config keys against the class signature."""
+    if not isinstance(ref, Mapping):
+        return
+    cls = _known_class(module, ref["class_name"])
+    if cls is None:
+        try:
+            cls = type(module.get(ref["class_name"]))
+        except Exception:  # noqa: BLE001 - unknown names are reported by the caller
+            return
+    if isinstance(cls, type) and issubclass(cls, base):
+        check_kwargs(cls, ref["config"], cfg=cfg, key=key, what=cls.__name__)
+
+
+def resolve_loss(loss: Any, *, cfg: Any = None, key: str = "compile.loss") -> Any:
+    """Resolve a loss as written in a config to what `model.compile` takes.
+
+    Args:
+        loss: a name (`sparse_categorical_crossentropy`, `mse`, `ctc`), a
+            `{class_name, config}` mapping, or `{ClassName: {kwargs}}`.
+        cfg: the Config, for error locations.
+        key: the key path of the loss.
+
+    Returns:
+        A Keras loss function or Loss instance.
+
+    Raises:
+        ConfigError: unknown name (with a suggestion) or bad arguments.
+    """
+    ref = _as_class_config(loss)
+    name = _ref_name(ref)
+    if name in _DLCLI_LOSSES:
+        config = ref["config"] if isinstance(ref, Mapping) else {}
+        cls = _DLCLI_LOSSES[name]
+        check_kwargs(cls, config, cfg=cfg, key=key, what=f"loss '{name}'")
+        return cls(**config)
+    if isinstance(ref, Mapping):
+        _check_config_keys(keras.losses, ref, cfg=cfg, key=key, base=keras.losses.Loss)
+    try:
+        return keras.losses.get(ref)
+    except (ValueError, TypeError) as exc:
+        raise _unknown(cfg, key, "loss", name, exc, public_names(keras.losses) + list(_DLCLI_LOSSES)) from None
+
+
+def resolve_optimizer(optimizer: Any, *, cfg: Any = None, key: str = "compile.optimizer") -> keras.optimizers.Optimizer:
+    """Resolve an optimizer, with a learning-rate schedule where given.
+
+    Args:
+        optimizer: a name (`adam`), `{class_name, config}` or
+            `{ClassName: {kwargs}}`; `config.learning_rate` may itself be a
+            schedule `{class_name: ExponentialDecay, config: {...}}`.
+        cfg: the Config, for error locations.
+        key: the key path of the optimizer.
+
+    Returns:
+        A fresh Keras optimizer.
+
+    Raises:
+        ConfigError: unknown optimizer or schedule (with a suggestion), or
+            arguments the class does not take.
+    """
+    ref = _as_class_config(optimizer)
+    name = _ref_name(ref)
+    if isinstance(ref, Mapping):
+        config = dict(ref["config"])
+        lr = config.get("learning_rate")
+        if isinstance(lr, Mapping):
+            config["learning_rate"] = resolve_schedule(lr, cfg=cfg, key=f"{key}.config.learning_rate")
+        ref = {"class_name": ref["class_name"], "config": config}
+        cls = _optimizer_class(name)
+        if cls is not None:
+            check_kwargs(cls, config, cfg=cfg, key=key, what=cls.__name__)
+    try:
+        opt = keras.optimizers.get(ref)
+    except (ValueError, TypeError) as exc:
+        raise _unknown(cfg, key, "optimizer", name, exc, _optimizer_names()) from None
+    return opt
+
+
+def _optimizer_names() -> list[str]:
+    return [n for n in public_names(keras.optimizers) if n not in {"Optimizer", "LossScaleOptimizer", "MultiOptimizer", "OptimizerMap", "legacy", "schedules"}]
+
+
+def _optimizer_class(name: str) -> Optional[type]:
+    """The optimizer class for a name as keras.optimizers.get spells it."""
+    cls = _known_class(keras.optimizers, name)
+    if cls is not None:
+        return cls
+    for candidate in _optimizer_names():
+        if candidate.lower() == str(name).lower():
+            return _known_class(keras.optimizers, candidate)
+    return None
+
+
+def resolve_schedule(schedule: Any, *, cfg: Any = None, key: str = "compile.optimizer.config.learning_rate") -> Any:
+    """Resolve a learning-rate schedule `{class_name, config}` through Keras.
+
+    Raises:
+        ConfigError: unknown schedule (with a suggestion) or bad arguments.
+    """
+    ref = _as_class_config(schedule)
+    if not isinstance(ref, Mapping) or not ref.get("class_name"):
+        raise cfg_error(cfg, key, f"a learning-rate schedule is {{class_name: ..., config: {{...}}}}, got {schedule!r}")
+    cls = _known_class(keras.optimizers.schedules, ref["class_name"])
+    if cls is not None:
+        check_kwargs(cls, ref["config"], cfg=cfg, key=key, what=cls.__name__)
+    try:
+        return keras.optimizers.schedules.deserialize(ref)
+    except (ValueError, TypeError) as exc:
+        names = [n for n in public_names(keras.optimizers.schedules) if n != "LearningRateSchedule"]
+        raise _unknown(cfg, key, "learning-rate schedule", ref["class_name"], exc, names) from None
+
+
+def resolve_metrics(metrics: Any, *, cfg: Any = None, key: str = "compile.metrics") -> list[Any]:
+    """Resolve a list of metrics; plain Keras names stay strings.
+
+    Strings stay strings so that `model.compile` can turn `accuracy` into
+    the sparse, categorical or binary accuracy that fits the targets, as it
+    does for a model written by hand.
+
+    Returns:
+        A list of metric names and Metric instances.
+
+    Raises:
+        ConfigError: at `compile.metrics.<i>` for an unknown metric.
+    """
+    out: list[Any] = []
+    for i, metric in enumerate(metrics or []):
+        out.append(_resolve_metric(metric, cfg=cfg, key=f"{key}.{i}"))
+    return out
+
+
+def _resolve_metric(metric: Any, *, cfg: Any, key: str) -> Any:
+    ref = _as_class_config(metric)
+    name = _ref_name(ref)
+    if name in _DLCLI_METRICS:
+        config = ref["config"] if isinstance(ref, Mapping) else {}
+        cls = _DLCLI_METRICS[name]
+        check_kwargs(cls, config, cfg=cfg, key=key, what=f"metric '{name}'")
+        return cls(**config)
+    if isinstance(ref, str) and ref in _COMPILE_METRIC_STRINGS:
+        return ref
+    if isinstance(ref, Mapping):
+        _check_config_keys(keras.metrics, ref, cfg=cfg, key=key, base=keras.metrics.Metric)
+    try:
+        obj = keras.metrics.get(ref)
+    except (ValueError, TypeError) as exc:
+        raise _unknown(cfg, key, "metric", name, exc, public_names(keras.metrics) + sorted(_COMPILE_METRIC_STRINGS | set(_DLCLI_METRICS))) from None
+    return ref if isinstance(ref, str) else obj
+
+
+def _unknown(cfg: Any, key: str, kind: str, name: str, exc: BaseException, candidates: list[str]) -> Exception:
+    """A located error for a name Keras does not know (or rejected)."""
+    message = short_message(exc)
+    if "Could not interpret" in message or "Could not locate" in message or "Unknown" in message:
+        return cfg_error(cfg, key, f"unknown {kind} '{name}'", hint=did_you_mean(name, candidates))
+    return cfg_error(cfg, key, f"{kind} '{name}': {message}")
+
+
+def auto_steps_per_execution(model: keras.Model, steps_per_epoch: Optional[int] = None) -> int:
+    """Pick steps_per_execution for `auto` (Keras 3 has no automatic value).
+
+    Small models spend most of a step in Python and tf.function dispatch;
+    running several batches per call hides that. Large models gain nothing
+    and their progress updates would only get coarser.
+
+    Args:
+        model: a built model.
+        steps_per_epoch: batches per epoch, where known.
+
+    Returns:
+        1 for models over ~1M parameters, else min(32, steps_per_epoch).
+    """
+    if model.count_params() > _LARGE_MODEL_PARAMS:
+        return 1
+    if steps_per_epoch:
+        return max(1, min(_MAX_STEPS_PER_EXECUTION, int(steps_per_epoch)))
+    return _MAX_STEPS_PER_EXECUTION
+
+
+def compile_model(model: keras.Model, cfg: Any, *, steps_per_epoch: Optional[int] = None) -> None:
+    """Compile `model` with the loss, optimizer and metrics of `cfg.compile`.
+
+    Several outputs share the loss and the metrics unless the config gives
+    one per output (a mapping by output name, or a list).
+
+    Args:
+        model: a built, uncompiled (or to be recompiled) model.
+        cfg: the Config.
+        steps_per_epoch: batches per epoch, for `steps_per_execution: auto`.
+
+    Raises:
+        ConfigError: located at `compile.loss`, `compile.optimizer`,
+            `compile.metrics.<i>` and so on.
+    """
+    c = cfg.compile
+    loss = _resolve_losses(model, c.loss, cfg)
+    _check_ctc_logits(model, c.loss, cfg)
+    optimizer = resolve_optimizer(c.optimizer, cfg=cfg)
+    metrics = _per_output_metrics(model, c.metrics, cfg)
+    if c.steps_per_execution == "auto":
+        spe = auto_steps_per_execution(model, steps_per_epoch)
+    else:
+        spe = int(c.steps_per_execution)
+    kwargs: dict[str, Any] = {"optimizer": optimizer, "loss": loss, "metrics": metrics, "steps_per_execution": spe,
+                              "jit_compile": c.jit_compile}
+    if c.loss_weights is not None:
+        kwargs["loss_weights"] = c.loss_weights
+    try:
+        model.compile(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise cfg_error(cfg, "compile", f"Keras cannot compile the model: {short_message(exc)}") from None
+
+
+def _output_names(model: keras.Model) -> list[str]:
+    names = getattr(model, "output_names", None)
+    if names:
+        return list(names)
+    return [t.name for t in model.outputs]
+
+
+def _resolve_losses(model: keras.Model, loss: Any, cfg: Any) -> Any:
+    """One loss for every output, or one per output (by name or position)."""
+    names = _output_names(model)
+    if len(names) > 1 and isinstance(loss, Mapping) and loss and set(loss) <= set(names):
+        return {k: resolve_loss(v, cfg=cfg, key=f"compile.loss.{k}") for k, v in loss.items()}
+    if len(names) > 1 and isinstance(loss, list):
+        if len(loss) != len(names):
+            raise cfg_error(cfg, "compile.loss", f"{len(loss)} losses for {len(names)} outputs ({', '.join(names)})")
+        return [resolve_loss(v, cfg=cfg, key=f"compile.loss.{i}") for i, v in enumerate(loss)]
+    # Keras applies a single loss to every output itself.
+    return resolve_loss(loss, cfg=cfg)
+
+
+def _per_output_metrics(model: keras.Model, metrics: Any, cfg: Any) -> Any:
+    names = _output_names(model)
+    if isinstance(metrics, Mapping):
+        unknown = [k for k in metrics if k not in names]
+        if unknown:
+            raise cfg_error(cfg, "compile.metrics", f"no model output named '{unknown[0]}'",
+                            hint=did_you_mean(unknown[0], names) or f"outputs: {', '.join(names)}")
+        return {k: resolve_metrics(v, cfg=cfg, key=f"compile.metrics.{k}") for k, v in metrics.items()}
+    resolved = resolve_metrics(metrics, cfg=cfg)
+    if len(names) > 1:
+        # The same metrics on every output, each output with its own objects.
+        return {n: (resolved if i == 0 else resolve_metrics(metrics, cfg=cfg)) for i, n in enumerate(names)}
+    return resolved
+
+
+def _check_ctc_logits(model: keras.Model, loss: Any, cfg: Any) -> None:
+    """CTC takes logits; a softmax on the last layer silently ruins training."""
+    if _ref_name(_as_class_config(loss)).lower() != "ctc":
+        return
+    last = model.layers[-1] if model.layers else None
+    activation = getattr(last, "activation", None)
+    if activation is not None and getattr(activation, "__name__", "") == "softmax":
+        raise cfg_error(
+            cfg, "compile.loss", f"the ctc loss takes logits, but the last layer '{last.name}' applies softmax",
+            hint="drop `activation: softmax` from the last layer (decoding takes the argmax either way)",
+        )
+
+
+def build_callbacks(cfg: Any) -> list[keras.callbacks.Callback]:
+    """Build the Keras callbacks listed in `train.callbacks`.
+
+    Each entry is `ClassName` or `{ClassName: {kwargs}}` with a class from
+    `keras.callbacks` (EarlyStopping, ReduceLROnPlateau, TerminateOnNaN,
+    CSVLogger, ...) or a dotted import path to a custom Callback subclass.
+    ModelCheckpoint, BackupAndRestore and TensorBoard work when given file
+    paths; dlcli already checkpoints every run into its run folder.
+
+    Returns:
+        Fresh callback instances, in the config's order.
+
+    Raises:
+        ConfigError: at `train.callbacks.<i>` for an unknown callback, an
+            argument it does not take, or a value it rejects.
+    """
+    out: list[keras.callbacks.Callback] = []
+    for i, raw in enumerate(cfg.train.callbacks or []):
+        key = f"train.callbacks.{i}"
+        class_name, kwargs, _, _ = split_entry(raw, cfg=cfg, key=key, allow_graph=False)
+        cls = _callback_class(class_name, cfg=cfg, key=key)
+        check_kwargs(cls, kwargs, cfg=cfg, key=key, what=class_name)
+        if class_name in {"ModelCheckpoint", "BackupAndRestore", "OrbaxCheckpoint"}:
+            warnings.warn(f"{class_name} in train.callbacks: dlcli already checkpoints into the run folder "
+                          f"(checkpoints/, resumable with --resume)", UserWarning, stacklevel=2)
+        try:
+            out.append(cls(**kwargs))
+        except (ValueError, TypeError) as exc:
+            raise cfg_error(cfg, key, f"{class_name} rejected its arguments: {short_message(exc)}") from None
+    return out
+
+
+def _callback_class(name: str, *, cfg: Any, key: str) -> type:
+    if "." in name:
+        return import_dotted(name, cfg=cfg, key=key, kind="callback", base=keras.callbacks.Callback)
+    obj = getattr(keras.callbacks, name, None)
+    if isinstance(obj, type) and issubclass(obj, keras.callbacks.Callback) and name not in {"Callback", "CallbackList"}:
+        return obj
+    candidates = [n for n in public_names(keras.callbacks)
+                  if isinstance(getattr(keras.callbacks, n), type) and n not in {"Callback", "CallbackList", "History", "ProgbarLogger"}]
+    raise cfg_error(cfg, key, f"unknown callback '{name}'", hint=did_you_mean(name, candidates))
