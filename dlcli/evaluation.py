@@ -1,0 +1,588 @@
+"""Metrics of a run's model on its test split or on other data.
+
+The Keras metrics come from `model.evaluate` with the loss and metrics the
+model was trained with, so they equal what training reported. On top of
+them: a per-class report and a confusion matrix for classifiers, MAE / MSE
+/ R² and a predicted-vs-true plot for regression, and sequence accuracy and
+character error rate for CTC models. Everything is saved as
+`evaluation.json` (and `plots/`) in the run folder.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from dlcli.errors import ConfigError, DataError, RunError
+from dlcli.modelio import RunModel, open_run
+from dlcli.prediction import class_probabilities
+from dlcli.runs import EVALUATION_FILE, PLOTS_DIR, Run, atomic_write_json, resolve_run
+
+# `--data` given as a path: what the path's kind means as a data source.
+_SOURCE_BY_SUFFIX = {".csv": "csv", ".npz": "npz"}
+
+# Data options that would change or subsample what is evaluated: with
+# `--data`, every sample of the given source is evaluated, unaugmented.
+_EVALUATE_ALL = {
+    "validation_split": 0.0,
+    "test_split": 0.0,
+    "augment": [],
+    "shuffle_buffer": 0,
+    "limit": None,
+    "samples_per_class": None,
+}
+
+
+def evaluate_run(
+    run: str | Path | Run,
+    *,
+    data: Optional[str | Mapping[str, Any]] = None,
+    unsafe: bool = False,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a run's model and save the results in the run folder.
+
+    Args:
+        run: a run folder, a `<name>` folder (latest run) or a `.keras`
+            file.
+        data: other data to evaluate on instead of the run's test split:
+            a path (a folder is read as image_dir, `.csv` as csv, `.npz` as
+            npz), `key=value,...` in the config's `data:` syntax, a YAML
+            mapping string, or a mapping. It is merged over the run's
+            `data:` section, so preprocessing (image size, colour mode,
+            features, target) stays as in training; all of its samples are
+            evaluated.
+        unsafe: allow model files with arbitrary code (Lambda layers).
+        write: save `evaluation.json` and the plots.
+
+    Returns:
+        A dict: `metrics` (Keras's, from `model.evaluate`), `task`,
+        `data` (source, split, samples), and per task `classes` /
+        `per_class` / `confusion_matrix` / `averages`, `regression`, or
+        `ctc`; `plots` and `evaluation_file` when written.
+
+    Raises:
+        RunError: no run there, an unloadable model, or nothing to
+            evaluate on (no test or validation split and no `data`).
+        ConfigError: a bad `data` option.
+        DataError: data that cannot be read or does not fit the model.
+    """
+    t0 = time.perf_counter()
+    r = run if isinstance(run, Run) else resolve_run(run)
+    rm = open_run(r, unsafe=unsafe, compile=True)
+    cfg = _run_config(r)
+    _ensure_compiled(rm, cfg)
+    ds, data_info = evaluation_data(rm, cfg, data)
+    t_load = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    keras_metrics = {k: float(v) for k, v in rm.model.evaluate(ds, verbose=0, return_dict=True).items()}
+    y_true, y_pred = _collect(rm.model, ds)
+    data_info["samples"] = int(len(y_true))
+
+    result: dict[str, Any] = {
+        "run": str(r.path),
+        "model": str(r.model_path),
+        "task": rm.task,
+        "data": data_info,
+        "metrics": keras_metrics,
+    }
+    if rm.task in ("classification", "binary"):
+        result.update(classification_report(y_true, y_pred, rm))
+    elif rm.task == "regression":
+        result["regression"] = regression_report(y_true, y_pred)
+    elif rm.task == "ctc":
+        result["ctc"] = ctc_report(y_true, y_pred)
+    result["timings"] = {"load_s": round(t_load, 3), "evaluate_s": round(time.perf_counter() - t1, 3)}
+
+    if write:
+        json_path, plots = _output_paths(r)
+        result["plots"] = {}
+        from dlcli import report
+
+        if "confusion_matrix" in result:
+            title = f"Confusion matrix ({data_info['split']}, {data_info['samples']} samples)"
+            result["plots"]["confusion_matrix"] = str(
+                report.plot_confusion_matrix(result["confusion_matrix"], rm.class_names, plots["confusion_matrix"], title=title)
+            )
+        if rm.task == "regression":
+            result["plots"]["regression"] = str(report.plot_regression(y_true, y_pred, plots["regression"]))
+        result["evaluation_file"] = str(json_path)
+        atomic_write_json(json_path, result)
+    return result
+
+
+# ------------------------------------------------------------------ data
+
+
+def parse_data_option(data: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Read `--data` into a `data:` mapping.
+
+    Accepts a path (a folder is image_dir, `.csv` csv, `.npz` npz),
+    `key=value,key=value` (values parsed as YAML; brackets and quotes may
+    hold commas), a YAML mapping (`{source: csv, path: x.csv}`), or a
+    built-in source's name.
+
+    Raises:
+        ConfigError: text that is none of these.
+        DataError: a path that does not exist, or a file of unknown kind.
+    """
+    import yaml
+
+    if isinstance(data, Mapping):
+        return _strip_prefix(dict(data))
+    text = str(data).strip()
+    if not text:
+        raise ConfigError("--data is empty", hint="pass a path, or key=value pairs such as source=csv,path=x.csv,target=y")
+    path = Path(text).expanduser()
+    if path.exists():
+        return {"source": _source_for_path(path), "path": text}
+    if "=" in text and not text.startswith("{"):
+        out: dict[str, Any] = {}
+        for part in _split_top_level(text):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--data: {part!r} is not key=value", hint="e.g. source=csv,path=x.csv,target=y")
+            try:
+                parsed = yaml.safe_load(value) if value.strip() else None
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"--data: cannot parse the value of {key.strip()!r}: {exc}") from None
+            _set_dotted(out, key.strip(), parsed)
+        return _with_source_from_path(_strip_prefix(out))
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return _with_source_from_path(_strip_prefix(parsed))
+    if "/" in text or "\\" in text or Path(text).suffix:
+        raise DataError(f"--data {text}: no such file or folder")
+    if text.isidentifier():
+        return {"source": text}
+    raise ConfigError(
+        f"--data {text!r}: not a path, key=value pairs or a YAML mapping",
+        hint="e.g. --data test_images/ or --data source=csv,path=x.csv,target=y",
+    )
+
+
+def evaluation_data(rm: RunModel, cfg: Any, data: Optional[str | Mapping[str, Any]]) -> tuple[Any, dict[str, Any]]:
+    """The batched `(x, y)` dataset to evaluate on and a description of it.
+
+    Without `data`: the run's test split, else its validation split. With
+    `data`: every sample of that source, preprocessed as in training.
+
+    Raises:
+        RunError: nothing to evaluate on.
+        ConfigError, DataError: see `evaluate_run`.
+    """
+    from dlcli.config import config_from_dict
+    from dlcli.data import load_data
+
+    if data is None:
+        if cfg is None:
+            raise RunError(
+                f"{rm.run.model_path} has no run config (config.yaml) saying what data it was trained on",
+                hint="pass --data PATH (a folder of images, a .csv or a .npz file)",
+            )
+        bundle = load_data(cfg)
+        for split, ds, n in (("test", bundle.test, bundle.num_test), ("validation", bundle.val, bundle.num_val)):
+            if ds is not None and n:
+                return ds, {"source": cfg.data.source, "path": cfg.data.path, "split": split}
+        raise RunError(
+            f"the run's data ({cfg.data.source}) has no test or validation split to evaluate on",
+            hint="pass --data with data to evaluate on",
+        )
+
+    given = parse_data_option(data)
+    base = cfg.to_dict() if cfg is not None else _bare_config(rm)
+    merged = _merge_data(base["data"], given, rm.spec)
+    merged.update(_EVALUATE_ALL)
+    base["data"] = merged
+    new_cfg = config_from_dict(base)
+    bundle = load_data(new_cfg)
+    # A source with its own test set (mnist, an npz with x_test) keeps it
+    # apart from its training set; otherwise everything is in `train`.
+    if bundle.test is not None and bundle.num_test:
+        ds, split = bundle.test, "test"
+    else:
+        ds, split = bundle.train, "all"
+    ds = align_to_run(ds, bundle.spec, rm)
+    return ds, {"source": new_cfg.data.source, "path": new_cfg.data.path, "split": split}
+
+
+def align_to_run(ds: Any, spec: dict[str, Any], rm: RunModel) -> Any:
+    """Make a dataset built from other data speak the run's language.
+
+    A data source recomputes its class list, its category columns and its
+    standardisation from the file it reads; evaluation data must instead
+    use the run's. Labels are re-indexed by class name, feature columns
+    re-ordered by name and re-standardised with the training statistics.
+
+    Raises:
+        DataError: a class or feature the run never saw, or a sample shape
+            the model cannot take.
+    """
+    import tensorflow as tf
+
+    run_spec = rm.spec
+    names = spec.get("class_names")
+    if rm.inferred and names and rm.class_names and len(names) == len(rm.class_names):
+        # A bare .keras file knows no class names: take the data's.
+        rm.class_names = [str(n) for n in names]
+    _check_input_shape(spec, rm)
+    label_map = _label_map(spec, rm)
+    feature_fix = _feature_map(spec, run_spec)
+    if label_map is None and feature_fix is None:
+        return ds
+    mode = spec.get("label_mode")
+
+    def fix(x, y):
+        if feature_fix is not None:
+            index, scale, offset = feature_fix
+            x = tf.gather(tf.cast(x, tf.float32), index, axis=-1) * scale + offset
+        if label_map is not None:
+            if mode == "onehot":
+                y = tf.matmul(tf.cast(y, tf.float32), tf.one_hot(label_map, len(rm.class_names)))
+            else:
+                y = tf.cast(tf.gather(label_map, tf.cast(y, tf.int32)), y.dtype)
+        return x, y
+
+    return ds.map(fix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _check_input_shape(spec: dict[str, Any], rm: RunModel) -> None:
+    want = rm.model.input_shape
+    got = spec.get("input_shape")
+    if isinstance(want, list) or got is None:
+        return
+    want = list(want[1:])
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+        # Feature columns are re-aligned below, which may fix the width.
+        if spec.get("feature_names") and rm.spec.get("feature_names"):
+            return
+        raise DataError(f"the data's samples have shape {list(got)} but the model takes {want}")
+
+
+def _label_map(spec: dict[str, Any], rm: RunModel) -> Optional[np.ndarray]:
+    """Index i of the data's classes -> the run's index of that class name."""
+    if rm.task not in ("classification", "binary"):
+        return None
+    names = [str(n) for n in (spec.get("class_names") or [])]
+    run_names = rm.class_names or []
+    if not names or names == run_names:
+        return None
+    unknown = [n for n in names if n not in run_names]
+    if unknown:
+        raise DataError(
+            f"the data has class(es) {', '.join(map(repr, unknown))} that the model was not trained on",
+            hint=f"its classes are {', '.join(run_names)}",
+        )
+    return np.asarray([run_names.index(n) for n in names], dtype=np.int32)
+
+
+def _feature_map(spec: dict[str, Any], run_spec: dict[str, Any]) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(column index, scale, offset) taking the data's encoded features to
+    the run's: same columns by name, the run's standardisation."""
+    names, run_names = spec.get("feature_names"), run_spec.get("feature_names")
+    std, run_std = spec.get("standardize"), run_spec.get("standardize")
+    if names is None or run_names is None:
+        if std is not None and run_std is not None and std != run_std:
+            return _restandardise(np.arange(len(std["mean"])), std, run_std)
+        return None
+    if names == run_names and std == run_std:
+        return None
+    missing = [n for n in run_names if n not in names and "=" not in n]
+    if missing:
+        raise DataError(f"the data lacks feature column(s) {', '.join(map(repr, missing))} the model was trained on")
+    extra = [n for n in names if n not in run_names]
+    if extra:
+        raise DataError(
+            f"the data has value(s) never seen in training: {', '.join(repr(n) for n in extra[:5])}",
+            hint="categorical columns must use the training categories",
+        )
+    # A training category absent from this data is a column of raw zeros:
+    # read any column, scale it by 0 and add the run's standardised zero.
+    index = np.asarray([names.index(n) if n in names else 0 for n in run_names], dtype=np.int32)
+    present = np.asarray([n in names for n in run_names])
+    scale, offset = _restandardise(index, std, run_std)[1:]
+    zero = _restandardise(index, None, run_std)[2]
+    scale = np.where(present, scale, 0.0).astype(np.float32)
+    offset = np.where(present, offset, zero).astype(np.float32)
+    return index, scale, offset
+
+
+def _restandardise(index: np.ndarray, std: Optional[dict], run_std: Optional[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scale and offset undoing the data's standardisation of column
+    `index[j]` and applying the run's to column j: x_run = x * a + b."""
+    n = len(index)
+    mean_d = np.asarray(std["mean"], np.float64)[index] if std else np.zeros(n)
+    sd_d = np.asarray(std["std"], np.float64)[index] if std else np.ones(n)
+    mean_r = np.asarray(run_std["mean"], np.float64) if run_std else np.zeros(n)
+    sd_r = np.asarray(run_std["std"], np.float64) if run_std else np.ones(n)
+    # Categorical (one-hot) columns are not standardised: the spec keeps a
+    # mean 0 / std 1 for them or leaves them out of the mask.
+    scale = sd_d / sd_r
+    offset = (mean_d - mean_r) / sd_r
+    return index, scale.astype(np.float32), offset.astype(np.float32)
+
+
+def _merge_data(run_data: dict[str, Any], given: dict[str, Any], run_spec: dict[str, Any]) -> dict[str, Any]:
+    """The run's `data:` section with `given` merged over it.
+
+    When the source changes, settings of the old source that do not apply
+    to the new one are dropped, while the preprocessing (image size,
+    colour mode, sequence, target and feature columns) is kept.
+    """
+    merged = dict(run_data)
+    new_source = given.get("source", merged.get("source"))
+    if new_source != run_data.get("source"):
+        for key in ("path", "classes", "ctc"):
+            merged.pop(key, None)
+    if run_spec.get("features") and "features" not in given:
+        merged["features"] = list(run_spec["features"])
+    if run_spec.get("target") and "target" not in given and not merged.get("target"):
+        merged["target"] = run_spec["target"]
+    if run_spec.get("image_size") and "image_size" not in given:
+        merged["image_size"] = list(run_spec["image_size"])
+    if run_spec.get("color_mode") and "color_mode" not in given:
+        merged["color_mode"] = run_spec["color_mode"]
+    merged.update(given)
+    return merged
+
+
+def _bare_config(rm: RunModel) -> dict[str, Any]:
+    """A config dict for a bare `.keras` file: data settings from the model.
+
+    The model section is never built (the model is already loaded); it
+    only has to validate.
+    """
+    data: dict[str, Any] = {}
+    if rm.spec.get("image_size"):
+        data["image_size"] = rm.spec["image_size"]
+        data["color_mode"] = rm.spec.get("color_mode", "rgb")
+    from dlcli.modelio import saved_compile_config, saved_loss
+
+    # The data source shapes labels for the loss (one-hot, 0/1, indices).
+    compile_cfg: dict[str, Any] = {}
+    loss = saved_loss(saved_compile_config(rm.run.model_path))
+    if loss is not None:
+        compile_cfg["loss"] = loss
+    return {
+        "name": rm.run.model_path.stem,
+        "data": data,
+        "model": {"layers": ["Identity"]},
+        "compile": compile_cfg,
+    }
+
+
+def _source_for_path(path: Path) -> str:
+    if path.is_dir():
+        return "image_dir"
+    source = _SOURCE_BY_SUFFIX.get(path.suffix.lower())
+    if source is None:
+        raise DataError(
+            f"--data {path}: cannot tell what kind of data a {path.suffix or 'suffix-less'} file is",
+            hint="pass a folder of images, a .csv or a .npz file, or say source=...,path=...",
+        )
+    return source
+
+
+def _with_source_from_path(d: dict[str, Any]) -> dict[str, Any]:
+    if "path" in d and "source" not in d and d["path"]:
+        path = Path(str(d["path"])).expanduser()
+        if not path.exists():
+            raise DataError(f"--data path {path}: no such file or folder")
+        d["source"] = _source_for_path(path)
+    return d
+
+
+def _strip_prefix(d: dict[str, Any]) -> dict[str, Any]:
+    # `data.path=x` and `path=x` mean the same thing.
+    if set(d) == {"data"} and isinstance(d["data"], dict):
+        return dict(d["data"])
+    return d
+
+
+def _set_dotted(out: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if parts[0] == "data" and len(parts) > 1:
+        parts = parts[1:]
+    node = out
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets, braces and quotes."""
+    parts, depth, quote, cur = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _run_config(r: Run) -> Any:
+    if not r.is_folder or not r.config_path.is_file():
+        return None
+    from dlcli.config import load_config
+
+    return load_config(r.config_path)
+
+
+def _ensure_compiled(rm: RunModel, cfg: Any) -> None:
+    """A model saved without its loss and metrics gets the run config's."""
+    if getattr(rm.model, "compiled", False) and getattr(rm.model, "loss", None) is not None:
+        return
+    if cfg is None:
+        raise RunError(
+            f"{rm.run.model_path} was saved without a loss and metrics, and no run config says which to use",
+            hint="evaluate a run folder, or save the model after model.compile(...)",
+        )
+    from dlcli.model import compile_model
+
+    compile_model(rm.model, cfg)
+
+
+def _collect(model: Any, ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    """All labels and model outputs of a dataset, in one pass."""
+    ys, ps = [], []
+    for x, y in ds:
+        out = model.predict_on_batch(x)
+        if isinstance(out, (list, tuple)):
+            out = out[0]
+        ys.append(np.asarray(y))
+        ps.append(np.asarray(out))
+    if not ys:
+        raise DataError("the evaluation data is empty")
+    if ys[0].ndim >= 2 and len({a.shape[1:] for a in ys}) > 1:
+        # CTC labels are padded per batch: pad to one width.
+        width = max(a.shape[1] for a in ys)
+        ys = [np.pad(a, [(0, 0), (0, width - a.shape[1])]) for a in ys]
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+# --------------------------------------------------------------- reports
+
+
+def class_indices(y: np.ndarray, task: str) -> np.ndarray:
+    """True class indices from labels in any label mode (int, one-hot,
+    binary 0/1)."""
+    y = np.asarray(y)
+    if task == "binary":
+        return (y.reshape(len(y), -1)[:, 0] > 0.5).astype(np.int64)
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        return y.reshape(len(y), -1).argmax(axis=1)
+    return y.reshape(len(y)).astype(np.int64)
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, rm: RunModel) -> dict[str, Any]:
+    """Per-class precision, recall, F1 and support, and the confusion matrix.
+
+    Args:
+        y_true: labels as the data gives them (any label mode).
+        y_pred: raw model outputs.
+        rm: the run (task, class names, logits or probabilities).
+
+    Returns:
+        `{"classes", "per_class": [{class, precision, recall, f1, support}],
+        "averages": {accuracy, macro, weighted}, "confusion_matrix"}`.
+    """
+    from sklearn import metrics as skm
+
+    names = rm.class_names or []
+    truth = class_indices(y_true, rm.task)
+    predicted = class_probabilities(y_pred, rm.task, rm.from_logits).argmax(axis=1)
+    labels = list(range(len(names)))
+    p, r, f, s = skm.precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
+    per_class = [
+        {"class": names[i], "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i in labels
+    ]
+    averages: dict[str, Any] = {"accuracy": float(skm.accuracy_score(truth, predicted))}
+    for avg in ("macro", "weighted"):
+        ap, ar, af, _ = skm.precision_recall_fscore_support(truth, predicted, labels=labels, average=avg, zero_division=0)
+        averages[avg] = {"precision": float(ap), "recall": float(ar), "f1": float(af), "support": int(len(truth))}
+    matrix = skm.confusion_matrix(truth, predicted, labels=labels)
+    return {
+        "classes": list(names),
+        "per_class": per_class,
+        "averages": averages,
+        "confusion_matrix": matrix.astype(int).tolist(),
+    }
+
+
+def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, MSE, RMSE and R² of predictions against targets (several
+    target columns are averaged uniformly)."""
+    from sklearn import metrics as skm
+
+    t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
+    p = np.asarray(y_pred, np.float64).reshape(len(y_pred), -1)
+    mse = float(skm.mean_squared_error(t, p))
+    return {
+        "mae": float(skm.mean_absolute_error(t, p)),
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "r2": float(skm.r2_score(t, p)) if len(t) > 1 else float("nan"),
+    }
+
+
+def ctc_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Sequence accuracy and character error rate of greedy CTC decoding.
+
+    Labels are 0-padded class sequences (Keras's CTC format); the character
+    error rate is the total edit distance over the total label length.
+    """
+    from dlcli.model import ctc_greedy_decode
+    from dlcli.model.ctc import PAD_VALUE
+
+    decoded = ctc_greedy_decode(y_pred)
+    labels = [[int(v) for v in row if v != PAD_VALUE] for row in np.asarray(y_true).reshape(len(y_true), -1)]
+    exact = sum(d == t for d, t in zip(decoded, labels))
+    edits = sum(edit_distance(d, t) for d, t in zip(decoded, labels))
+    chars = sum(len(t) for t in labels)
+    return {
+        "sequence_accuracy": exact / max(1, len(labels)),
+        "character_error_rate": edits / max(1, chars),
+        "samples": len(labels),
+    }
+
+
+def edit_distance(a: list[int], b: list[int]) -> int:
+    """Levenshtein distance between two sequences."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, start=1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
+
+
+def _output_paths(r: Run) -> tuple[Path, dict[str, Path]]:
+    """Where evaluation.json and the plots go: inside the run folder, or
+    beside a bare `.keras` file (named after it)."""
+    if r.is_folder:
+        plots = r.path / PLOTS_DIR
+        return r.path / EVALUATION_FILE, {"confusion_matrix": plots / "confusion_matrix.png", "regression": plots / "regression.png"}
+    stem, parent = r.model_path.stem, r.model_path.parent
+    return parent / f"{stem}.{EVALUATION_FILE}", {
+        "confusion_matrix": parent / f"{stem}.confusion_matrix.png",
+        "regression": parent / f"{stem}.regression.png",
+    }
