@@ -74,7 +74,6 @@ def _print_result(r: dict[str, Any]) -> None:
     table = Table(title=f"export {title}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("file", r["path"])
     size = _size(r["size_bytes"])
     if r.get("float32_size_bytes") and r["quantize"] != "none":
         size += f"  (float32 {_size(r['float32_size_bytes'])}, {r['size_ratio']:.2f}x smaller)"
@@ -92,6 +91,8 @@ def _print_result(r: dict[str, Any]) -> None:
     t = r["timings"]
     table.add_row("time", f"{t['total_seconds']:.1f} s (convert {t['convert_seconds']:.1f} s)")
     err_console.print(table)
+    # The path on a line of its own: a table would wrap it mid-name.
+    err_console.print(f"wrote {r['path']}", markup=False, highlight=False)
 
 
 def _size(n: int) -> str:

@@ -16,7 +16,6 @@ from dlcli.export.core import (
     check_options,
     export_key,
     export_run,
-    load_model,
 )
 from dlcli.export.formats import FORMATS, QUANTIZE
 from dlcli.export.parity import DEFAULT_MIN_AGREEMENT
@@ -33,5 +32,4 @@ __all__ = [
     "check_options",
     "export_key",
     "export_run",
-    "load_model",
 ]

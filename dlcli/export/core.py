@@ -15,7 +15,6 @@ import contextlib
 import datetime as _dt
 import difflib
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ import numpy as np
 
 from dlcli.errors import ConfigError, ExportError, RunError
 from dlcli.export import formats, parity, runtimes
+from dlcli.modelio import load_model
 from dlcli.runs import EXPORT_DIR, Run, atomic_path, resolve_run
 
 EXPORT_FILE = "export.json"
@@ -81,19 +81,21 @@ def export_run(
     """
     started = time.perf_counter()
     fmt, quantize, threshold = check_options(fmt, quantize, min_agreement, samples, calibration_samples)
-    runtime_check = {"onnx": runtimes.require_onnx, "tflite": runtimes.tflite_interpreter}.get(fmt)
-    if runtime_check:
-        runtime_check()
     note = progress or (lambda _msg: None)
-
     run = resolve_run(run_path)
     if not run.is_folder or not run.config_path.is_file():
         raise RunError(
             f"{run.path} is not a run folder with a config.yaml",
             hint="export needs the run's data for its parity check; pass a folder written by `dlcli train`",
         )
+    # A missing extra is a usage error: say so before any work is done.
+    if fmt == "onnx":
+        runtimes.require_onnx()
+    elif fmt == "tflite":
+        runtimes.tflite_interpreter()
     note(f"loading {run.model_path}")
-    model = load_model(run.model_path, unsafe=unsafe)
+    # Safe mode unless --unsafe: a Lambda layer's code never runs unasked.
+    model = load_model(run.model_path, unsafe=unsafe, compile=False)
     note("loading the run's data")
     data = _RunData(run)
     serving = formats.serving_model(model, data.spec)
@@ -184,34 +186,6 @@ def export_key(fmt: str, quantize: str = "none") -> str:
     return fmt if quantize == "none" else f"{fmt}_{quantize}"
 
 
-def load_model(path: Path, *, unsafe: bool = False) -> Any:
-    """Load a `.keras` file, refusing embedded code unless `unsafe`.
-
-    Raises:
-        RunError: the file is unreadable, or holds a Lambda layer (or other
-            code) and `unsafe` is false.
-    """
-    import keras
-
-    # dlcli's own layers register themselves with Keras on import; a model
-    # that uses them deserializes only once they are registered.
-    if importlib.util.find_spec("dlcli.model") is not None:
-        import dlcli.model  # noqa: F401
-
-    try:
-        return keras.saving.load_model(path, safe_mode=not unsafe)
-    except ValueError as exc:
-        text = str(exc)
-        if "safe_mode" in text or "unsafe" in text:
-            raise RunError(
-                f"{path} holds a Lambda layer or other Python code, which safe mode refuses to load",
-                hint="pass --unsafe only if you trust this file",
-            ) from None
-        raise RunError(f"cannot load {path}: {text.splitlines()[0] if text else exc!r}") from None
-    except (OSError, EOFError) as exc:
-        raise RunError(f"cannot load {path}: {exc}") from None
-
-
 class _RunData:
     """The run's held-out samples and calibration data, through the run's
     own config and data pipeline (the same preprocessing as training)."""
@@ -271,7 +245,11 @@ class _ParityCheck:
         self.label = fmt if quantize == "none" else f"{fmt} ({quantize})"
 
     def __call__(self, runner: runtimes.Runner, runtime: str) -> dict[str, Any]:
-        outputs, seconds = parity.run_batches(runner, self.data.held_out_feed)
+        try:
+            outputs, seconds = parity.run_batches(runner, self.data.held_out_feed)
+        except Exception as exc:  # the runtime's refusal: a broken export
+            text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
+            raise ExportError(f"the {self.label} export fails to run in {runtime}: {text}; the export was not kept") from exc
         result = parity.compare(self.reference, outputs, task=self.data.task, quantize=self.quantize)
         result.update(
             split=self.data.split,

@@ -119,9 +119,11 @@ def serving_model(model: Any, spec: Optional[dict[str, Any]] = None) -> Serving:
         args: Any = next(iter(wrapped.values()))
         if standardize is not None:
             mean, std = standardize
-            # Keras divides by sqrt(variance): std squared gives std back.
-            norm = keras.layers.Normalization(mean=mean, variance=np.square(std), name="standardize")
-            args = norm(args)
+            # (x - mean) / std as x * (1/std) - mean/std: Rescaling keeps
+            # its factors as constants of the graph, where Normalization
+            # holds tensors that tf2onnx would turn into extra ONNX inputs.
+            scale = keras.layers.Rescaling(scale=(1.0 / std).astype("float32"), offset=(-mean / std).astype("float32"), name="standardize")
+            args = scale(args)
             preprocessing.append("standardize: (x - mean) / std with the training split's statistics")
     else:
         # Functional models map a dict onto their inputs by name.

@@ -8,8 +8,8 @@ a missing one is reported with the pip command that installs it.
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
+import importlib.util
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -39,7 +39,7 @@ def require_onnx() -> None:
     Raises:
         MissingExtraError: tf2onnx, onnx or onnxruntime cannot be imported.
     """
-    missing = [name for name in ONNX_MODULES if not _importable(name)]
+    missing = [name for name in ONNX_MODULES if not _installed(name)]
     if missing:
         raise MissingExtraError(
             f"--format onnx needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed",
@@ -157,12 +157,13 @@ def package_version(dist: str) -> str | None:
         return None
 
 
-def _importable(module: str) -> bool:
+def _installed(module: str) -> bool:
+    # find_spec looks without importing: tf2onnx would pull in TensorFlow
+    # just to say yes. A module set to None in sys.modules counts as absent.
     try:
-        importlib.import_module(module)
-    except ImportError:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
 def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
