@@ -1,0 +1,110 @@
+"""Evaluate and predict work on a run of every shipped config (slow: each
+config trains for one epoch)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dlcli.cli import app
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+runner = CliRunner()
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """A small random mnist.npz standing in for Keras's download.
+
+    Keras's loader checks the file's SHA-256 against the real MNIST and
+    re-downloads on a mismatch (impossible offline), so the loader itself is
+    pointed at the fake file; dlcli.data still goes through
+    `keras.datasets.mnist.load_data` as it would with the real one.
+    """
+    import keras
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "keras_home" / "datasets" / "mnist.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (300, 28, 28), dtype=np.uint8),
+        y_train=np.arange(300) % 10,
+        x_test=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+        y_test=np.arange(60) % 10,
+    )
+
+    def load_data(path_in_cache="mnist.npz"):
+        with np.load(path) as f:
+            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+
+    monkeypatch.setenv("KERAS_HOME", str(path.parent.parent))
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", load_data)
+    return path
+
+
+def _raw_samples(spec: dict, fake_mnist: Path) -> np.ndarray:
+    """A few samples of the run's source as a user would have them (raw
+    pixels or unscaled features)."""
+    import sklearn.datasets as skd
+
+    source = spec["source"]
+    if source == "mnist":
+        with np.load(fake_mnist) as f:
+            return f["x_test"][:6].astype(np.float32)
+    if source == "digits":
+        return skd.load_digits().images[:6].astype(np.float32)
+    return getattr(skd, f"load_{source}")().data[:6].astype(np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_evaluate_and_predict_every_shipped_config(config, tmp_path, fake_mnist):
+    res = runner.invoke(app, ["train", str(config), "--epochs", "1", "--output", str(tmp_path / "runs"), "--json"])
+    assert res.exit_code == 0, res.output
+    trained = json.loads(res.stdout)
+    run = Path(trained["run_dir"])
+
+    res = runner.invoke(app, ["evaluate", str(run), "--json"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    assert set(result["metrics"]) == set(trained["test"])
+    for k, v in trained["test"].items():
+        assert result["metrics"][k] == pytest.approx(v, rel=1e-5, abs=1e-6)
+    assert (run / "evaluation.json").is_file()
+    spec = json.loads((run / "data_spec.json").read_text())
+    if spec["task"] in ("classification", "binary"):
+        assert (run / "plots" / "confusion_matrix.png").is_file()
+        assert sum(map(sum, result["confusion_matrix"])) == result["data"]["samples"]
+    else:
+        assert result["regression"]["mse"] >= 0
+
+    x = _raw_samples(spec, fake_mnist)
+    np.savez(tmp_path / "inputs.npz", x=x)
+    inputs = [str(tmp_path / "inputs.npz")]
+    if spec.get("input_kind") == "image":
+        from PIL import Image
+
+        low, high = spec.get("pixel_range") or (0, 255)
+        folder = tmp_path / "images"
+        folder.mkdir()
+        for i, img in enumerate(x[:3]):
+            pixels = np.clip((img.reshape(img.shape[:2]) - low) * 255.0 / (high - low), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"sample{i}.png")
+        inputs.append(str(folder))
+    res = runner.invoke(app, ["predict", str(run), *inputs, "--json", "--top-k", "2"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(records) == len(x) + (3 if len(inputs) > 1 else 0)
+    assert not any("error" in r for r in records)
+    if spec["task"] in ("classification", "binary"):
+        assert all(r["class"] in spec["class_names"] and 0.0 <= r["probability"] <= 1.0 for r in records)
+    else:
+        assert all(np.isfinite(r["value"]) for r in records)
