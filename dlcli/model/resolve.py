@@ -163,11 +163,15 @@ def resolve_schedule(schedule: Any, *, cfg: Any = None, key: str = "compile.opti
     cls = _known_class(keras.optimizers.schedules, ref["class_name"])
     if cls is not None:
         check_kwargs(cls, ref["config"], cfg=cfg, key=key, what=cls.__name__)
+    names = [n for n in public_names(keras.optimizers.schedules) if n != "LearningRateSchedule"]
     try:
-        return keras.optimizers.schedules.deserialize(ref)
+        schedule = keras.optimizers.schedules.deserialize(ref)
     except (ValueError, TypeError) as exc:
-        names = [n for n in public_names(keras.optimizers.schedules) if n != "LearningRateSchedule"]
         raise _unknown(cfg, key, "learning-rate schedule", ref["class_name"], exc, names) from None
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        # Keras hands an unknown class name back as a plain string.
+        raise cfg_error(cfg, key, f"unknown learning-rate schedule '{ref['class_name']}'", hint=did_you_mean(ref["class_name"], names))
+    return schedule
 
 
 def resolve_metrics(metrics: Any, *, cfg: Any = None, key: str = "compile.metrics") -> list[Any]:
