@@ -119,6 +119,7 @@ class RunRecorder(keras.callbacks.Callback):
         restore_callbacks: a saved callback state to put back at the start
             of training (a resumed run), with its arrays.
         extra_columns: more history columns for an epoch (the phase).
+        has_validation: fit gets validation data (val_* logs exist).
     """
 
     def __init__(
@@ -132,6 +133,7 @@ class RunRecorder(keras.callbacks.Callback):
         user_callbacks: Sequence[Any] = (),
         restore_callbacks: Optional[tuple[list[dict[str, Any]], dict[str, Any]]] = None,
         extra_columns: Optional[Callable[[int], dict[str, Any]]] = None,
+        has_validation: bool = False,
     ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
@@ -143,6 +145,9 @@ class RunRecorder(keras.callbacks.Callback):
         self.user_callbacks = list(user_callbacks)
         self.restore_callbacks = restore_callbacks
         self.extra_columns = extra_columns
+        self.has_validation = has_validation
+        # Set when `monitor` names no metric of the run: the names there are.
+        self.bad_monitor: Optional[list[str]] = None
         self.diverged: Optional[tuple[int, int, float]] = None
         self.interrupted: Optional[str] = None
         self.batches_done = 0  # in this process: 0 means the first step failed
@@ -156,6 +161,8 @@ class RunRecorder(keras.callbacks.Callback):
         """Why training stopped early: a signal name, "diverged", or None."""
         if self.interrupted:
             return self.interrupted
+        if self.bad_monitor is not None:
+            return "bad monitor"
         return "diverged" if self.diverged else None
 
     # -- signals ---------------------------------------------------------
@@ -181,21 +188,28 @@ class RunRecorder(keras.callbacks.Callback):
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        if self.batches_done == 0 and self.monitor:
+            # The first batch's logs name every metric: a misspelt monitor
+            # is found now, not after an epoch that never improves.
+            names = sorted({*logs, *(f"val_{k}" for k in logs if self.has_validation)})
+            if self.monitor not in names:
+                self.bad_monitor = names
         self.batches_done += 1
-        loss = (logs or {}).get("loss")
+        loss = logs.get("loss")
         if loss is not None and self.diverged is None and not math.isfinite(float(loss)):
             self.diverged = (self._epoch + 1, batch + 1, float(loss))
-        if self.diverged or self.interrupted:
+        if self.stop_reason:
             # fit() clears stop_training when it starts: set it again.
             self.model.stop_training = True
 
     def on_test_batch_end(self, batch, logs=None):
         # No point validating an epoch that will be thrown away.
-        if self.diverged or self.interrupted:
+        if self.stop_reason:
             self.model.stop_evaluating = True
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.diverged or self.interrupted:
+        if self.stop_reason:
             return  # a partial or broken epoch is not recorded
         logs = dict(logs or {})
         loss = logs.get("loss")

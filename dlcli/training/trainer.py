@@ -173,6 +173,7 @@ def train(
         if resuming_unfinished and state.callbacks
         else None,
         extra_columns=(lambda e: {"phase": _phase_of(phases, e)}) if len(phases) > 1 else None,
+        has_validation=bundle.val is not None,
     )
     progress_cb = Progress(_progress_mode(progress, cfg), total, _cardinality(bundle.train), console, recorder)
     failure: Optional[BaseException] = None
@@ -212,7 +213,17 @@ def train(
                 break
 
     if failure is not None:
-        _raise_failure(failure, cfg, run_dir, recorder, state, created, old_config)
+        _raise_failure(failure, cfg, bundle.spec, run_dir, recorder, state, created, old_config)
+    if recorder.bad_monitor is not None:
+        _undo_start(run_dir, created, old_config)
+        import difflib
+
+        close = difflib.get_close_matches(monitor or "", recorder.bad_monitor, n=1)
+        raise cfg.error(
+            "train.monitor",
+            f"{monitor!r} is not a metric of this run",
+            hint=(f"did you mean {close[0]!r}? " if close else "") + f"the metrics are {', '.join(recorder.bad_monitor)}",
+        )
     if recorder.interrupted:
         write_history(run_dir, state.history)
         done = recorder.checkpointed_epoch
@@ -429,6 +440,7 @@ def _position_training_data(ds: Any, model: Any, state: ckpt.TrainState, phases:
 def _raise_failure(
     exc: BaseException,
     cfg: Any,
+    spec: dict[str, Any],
     run_dir: Path,
     recorder: Any,
     state: ckpt.TrainState,
@@ -448,17 +460,18 @@ def _raise_failure(
         raise _write_error(exc, run_dir) from None
     keras_error = isinstance(exc, (ValueError, TypeError, tf.errors.OpError))
     if recorder.batches_done == 0 and (keras_error or isinstance(exc, DlcliError)):
-        if created:
-            _remove_created(created)
-        elif old_config is not None:
-            # A resume that fails at once leaves the run's config as it was.
-            atomic_write_text(run_dir / CONFIG_FILE, old_config)
+        _undo_start(run_dir, created, old_config)
         if isinstance(exc, DlcliError):
             raise exc
+        key, what = _blame(exc)
+        labels = _describe_labels(spec)
         raise cfg.error(
-            "model",
-            f"the model does not fit the data and loss: {keras_message(exc)}",
-            hint="check the last layer's units and activation, the loss, and the input shape",
+            key,
+            f"{what} does not fit the data{labels}: {keras_message(exc)}",
+            hint={
+                "compile.metrics": "choose metrics that take these labels",
+                "compile.loss": "choose a loss that takes these labels, or change the last layer",
+            }.get(key, "check the last layer's units and activation, the loss, and the input shape"),
         ) from None
     if keras_error or isinstance(exc, DlcliError):
         done = recorder.checkpointed_epoch
@@ -468,6 +481,47 @@ def _raise_failure(
             hint=f"fix the cause, then: dlcli train --resume {run_dir}",
         ) from None
     raise exc
+
+
+def _blame(exc: BaseException) -> tuple[str, str]:
+    """Which part of the config a first-step failure comes from: the
+    innermost Keras module in the traceback (Python's, or the graph
+    traceback TensorFlow puts in its message) says metric, loss or model.
+
+    Returns:
+        (config key, words for the message).
+    """
+    import re
+    import traceback
+
+    files = [f.filename for f in traceback.extract_tb(exc.__traceback__)]
+    files += re.findall(r'File "([^"]+)"', str(exc))
+    for name in reversed(files):
+        path = name.replace("\\", "/")
+        if "/keras/src/metrics/" in path:
+            return "compile.metrics", "a metric"
+        if "/keras/src/losses/" in path:
+            return "compile.loss", "the loss"
+        if "/keras/src/layers/" in path or "/keras/src/models/" in path:
+            return "model", "the model"
+    return "model", "the model, loss or metrics"
+
+
+def _describe_labels(spec: dict[str, Any]) -> str:
+    mode, n = spec.get("label_mode"), spec.get("num_classes")
+    kinds = {"int": "class indices", "onehot": "one-hot rows", "binary": "0/1 labels", "float": "numbers"}
+    if mode not in kinds:
+        return ""
+    return f" ({kinds[mode]}" + (f", {n} classes)" if n and mode != "float" else ")")
+
+
+def _undo_start(run_dir: Path, created: list[Path], old_config: Optional[str]) -> None:
+    """A run that failed at its first step leaves nothing behind: a new
+    run folder is removed, a resumed run's config.yaml is put back."""
+    if created:
+        _remove_created(created)
+    elif old_config is not None:
+        atomic_write_text(run_dir / CONFIG_FILE, old_config)
 
 
 def _write_error(exc: OSError, run_dir: Path) -> TrainingError:
