@@ -114,19 +114,29 @@ def summary(config: ConfigArg, set_: SetOpt = None, json_: JsonOpt = False) -> N
     _print_summary(info)
 
 
+def _shape(shape: Any) -> str:
+    # Keras's own summary writes shapes as tuples: (None, 28, 28, 1).
+    if isinstance(shape, list) and shape and all(isinstance(s, list) for s in shape):
+        return ", ".join(_shape(s) for s in shape)
+    if isinstance(shape, (list, tuple)):
+        return "(" + ", ".join("None" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    return str(shape)
+
+
 def _print_summary(info: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"model {info.get('name', '')}", title_justify="left")
+    table = Table(title=escape(f"model {info.get('name', '')}"), title_justify="left")
     table.add_column("layer")
     table.add_column("class")
     table.add_column("output shape")
     table.add_column("params", justify="right")
     for layer in info.get("layers", []):
         table.add_row(
-            str(layer.get("name", "")),
-            str(layer.get("class_name", "")),
-            str(layer.get("output_shape", "")),
+            escape(str(layer.get("name", ""))),
+            escape(str(layer.get("class_name", ""))),
+            escape(_shape(layer.get("output_shape", ""))),
             f"{int(layer.get('params', 0)):,}",
         )
     err_console.print(table)

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from dlcli.config.loader import apply_overrides, load_document, resolve_extends
 from dlcli.config.schema import Config
+from dlcli.config.suggest import tidy
 from dlcli.config.validate import build_config
 from dlcli.errors import ConfigError
 
@@ -39,9 +40,12 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> Config
     """
     if isinstance(overrides, str):
         overrides = [overrides]
-    data, positions = load_document(path, overrides)
-    cfg = build_config(data, positions, str(path))
-    _check(cfg)
+    try:
+        data, positions = load_document(path, overrides)
+        cfg = build_config(data, positions, str(path))
+        _check(cfg)
+    except ConfigError as err:
+        raise tidy(err)
     return cfg
 
 
@@ -69,11 +73,14 @@ def config_from_dict(
     if isinstance(overrides, str):
         overrides = [overrides]
     file = os.fspath(source) if source is not None else None
-    data = copy.deepcopy(dict(d))
-    data, positions = resolve_extends(data, {}, file)
-    apply_overrides(data, positions, overrides)
-    cfg = build_config(data, positions, file)
-    _check(cfg)
+    try:
+        data = copy.deepcopy(dict(d))
+        data, positions = resolve_extends(data, {}, file)
+        apply_overrides(data, positions, overrides)
+        cfg = build_config(data, positions, file)
+        _check(cfg)
+    except ConfigError as err:
+        raise tidy(err)
     return cfg
 
 

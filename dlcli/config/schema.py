@@ -157,8 +157,10 @@ class Config(_Section):
         Returns:
             The error, to `raise`.
         """
+        from dlcli.config.suggest import tidy
+
         file, line = self.locate(key_path)
-        return ConfigError(message, file=file, line=line, key=key_path or None, hint=hint)
+        return tidy(ConfigError(message, file=file, line=line, key=key_path or None, hint=hint))
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config as plain data: defaults included, no `extends`."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dlcli.errors import ConfigError
 
 
 def closest(word: object, candidates: Iterable[object], cutoff: float = 0.6) -> Optional[str]:
@@ -68,3 +71,20 @@ def one_of(candidates: Iterable[object], limit: int = 12) -> str:
     if len(names) > limit:
         shown += f", ... ({len(names) - limit} more)"
     return f"one of: {shown}"
+
+
+def printable(text: object) -> str:
+    """Escape newlines and other control characters, so that a message that
+    quotes a user's odd key (`"a\\nb"`) stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def tidy(err: "ConfigError") -> "ConfigError":
+    """Make a ConfigError's message, key and hint printable one-liners (in place)."""
+    err.message = printable(err.message)
+    err.args = (err.message,)
+    if err.key is not None:
+        err.key = printable(err.key)
+    if err.hint is not None:
+        err.hint = printable(err.hint)
+    return err
