@@ -22,6 +22,7 @@ so the model builder can reuse them with the same messages.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -325,7 +326,9 @@ def generate() -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
 def _installed_keras_version() -> Optional[str]:
+    # Read from the package metadata: importing Keras would load TensorFlow.
     from importlib.metadata import PackageNotFoundError, version
 
     try:
