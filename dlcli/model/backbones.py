@@ -39,11 +39,12 @@ import os
 import re
 import socket
 import sys
+import tempfile
 import threading
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import keras
 
@@ -255,23 +256,35 @@ def keras_weights_cache(display: str) -> Iterator[list[Path]]:
         real = file_utils.get_file
 
         def get_file(fname: Any = None, origin: Any = None, *args: Any, **kwargs: Any) -> str:
-            cache_dir = kwargs.pop("cache_dir", None) or str(keras_home())
+            base = Path(kwargs.pop("cache_dir", None) or keras_home()).expanduser()
+            # Keras creates its home when imported; one named later is
+            # created here. An unwritable one sends Keras to /tmp/.keras
+            # (keras/src/utils/file_utils.py): follow it, so the message
+            # names the folder Keras really uses.
+            with contextlib.suppress(OSError):
+                base.mkdir(parents=True, exist_ok=True)
+            if not os.access(base, os.W_OK):
+                base = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()) / ".keras"
+            cache_dir = str(base)
             subdir = kwargs.get("cache_subdir", "datasets")
             name = str(fname) if fname else os.path.basename(urllib.parse.urlsplit(str(origin)).path)
-            target = Path(cache_dir).expanduser() / subdir / name
+            target = base / subdir / name
             asked.append(target)
             cached = target.exists()
             try:
                 with contextlib.redirect_stdout(sys.stderr), _socket_timeout(_DOWNLOAD_TIMEOUT_S):
                     return real(fname, origin, *args, cache_dir=cache_dir, **kwargs)
             except Exception as exc:  # noqa: BLE001 - any download failure: one clear message
+                # Keras words it "URL fetch failure on <url>: <code> -- <reason>".
+                reason = str(exc).rsplit(" -- ", 1)[-1].strip() or type(exc).__name__
+                reason = short_message(Exception(reason), 120)
                 if cached:
                     message = (f"the cached weights file {target} for {display} fails Keras's hash check "
-                               f"and a fresh copy could not be downloaded ({short_message(exc, 160)})")
+                               f"and a fresh copy could not be downloaded ({reason})")
                 else:
-                    message = (f"ImageNet weights for {display} are not in Keras's cache and cannot be downloaded "
-                               f"({short_message(exc, 160)}): Keras expects the file {name} in {target.parent}")
-                raise DataError(message, hint=f"download {origin} to {target}, or use weights: none") from None
+                    message = (f"ImageNet weights for {display} are not in Keras's cache and could not be downloaded "
+                               f"({reason}): Keras expects the file {name} in {target.parent}")
+                raise DataError(message, hint=f"download {origin} into that folder, or use weights: none") from None
 
         file_utils.get_file = get_file
         try:
@@ -291,28 +304,32 @@ def default_size(name: str) -> int:
     """The input size a Keras application was trained at (224, 299, 331...).
 
     Learned from the `default_size` Keras passes to
-    `imagenet_utils.obtain_input_shape` (the call is stopped right there,
-    so nothing is built); applications that never call it use 224.
+    `imagenet_utils.obtain_input_shape`; the call is stopped right there (or
+    at the model's first `Input`, for applications that never ask), so
+    nothing is built. Applications that declare no size use 224.
     """
     info = find_info(name)
     if info is None:
         raise KeyError(name)
+    from keras.src import layers as keras_layers
     from keras.src.applications import imagenet_utils
 
+    def probe(input_shape: Any = None, default_size: Any = None, *args: Any, **kwargs: Any) -> Any:
+        raise _SizeFound(default_size)
+
+    def no_input(*args: Any, **kwargs: Any) -> Any:
+        raise _SizeFound(None)
+
     with _PATCH_LOCK:
-        real = imagenet_utils.obtain_input_shape
-
-        def probe(input_shape: Any, default_size: Any, *args: Any, **kwargs: Any) -> Any:
-            raise _SizeFound(default_size)
-
-        imagenet_utils.obtain_input_shape = probe
+        real_shape, real_input = imagenet_utils.obtain_input_shape, keras_layers.Input
+        imagenet_utils.obtain_input_shape, keras_layers.Input = probe, no_input
         try:
             info.fn(include_top=False, weights=None)
         except _SizeFound as found:
             if found.size:
                 return int(found.size)
         finally:
-            imagenet_utils.obtain_input_shape = real
+            imagenet_utils.obtain_input_shape, keras_layers.Input = real_shape, real_input
     return _FALLBACK_SIZE
 
 
@@ -570,7 +587,7 @@ def _cache_file() -> Path:
     return Path(root) / "dlcli" / f"backbones-keras-{version}.json"
 
 
-def list_backbones(*, count_params: bool = True) -> list[dict[str, Any]]:
+def list_backbones(names: Optional[Iterable[str]] = None, *, count_params: bool = True) -> list[dict[str, Any]]:
     """Describe every backbone `Backbone: {name: ...}` accepts.
 
     Parameter counts come from building each application once with
@@ -580,12 +597,25 @@ def list_backbones(*, count_params: bool = True) -> list[dict[str, Any]]:
     full listing is slow (about a minute on a laptop CPU).
 
     Args:
+        names: only these backbones (dlcli or Keras names); default all.
         count_params: False skips building (params is then the cached count,
             or None).
 
     Returns:
-        `[{"name", "keras_name", "default_size", "params"}]` in Keras's order.
+        `[{"name", "keras_name", "default_size", "params"}]`, sorted by name.
+
+    Raises:
+        ConfigError: a name in `names` is no backbone (with a suggestion).
     """
+    if names is None:
+        infos = list(backbone_registry().values())
+    else:
+        infos = []
+        for name in names:
+            info = find_info(str(name))
+            if info is None:
+                raise cfg_error(None, "", f"unknown backbone '{name}'", hint=did_you_mean(name, backbone_names()))
+            infos.append(info)
     cache_path = _cache_file()
     try:
         cached = json.loads(cache_path.read_text(encoding="utf-8"))
@@ -593,7 +623,7 @@ def list_backbones(*, count_params: bool = True) -> list[dict[str, Any]]:
         cached = {}
     out = []
     changed = False
-    for info in backbone_registry().values():
+    for info in infos:
         size = default_size(info.name)
         params = cached.get(info.name)
         if params is None and count_params:
