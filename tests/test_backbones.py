@@ -226,7 +226,10 @@ def test_find_backbone_is_none_without_one():
 
 
 def test_list_backbones_reads_default_sizes_from_keras_and_caches_params(tmp_path, monkeypatch):
+    from dlcli.model import backbones
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(backbones, "SHIPPED_PARAMS", tmp_path / "absent.json")
     fast = {b["name"]: b for b in list_backbones(count_params=False)}
     assert len(fast) == len(backbone_registry())
     assert fast["mobilenet_v2"]["default_size"] == 224
@@ -242,3 +245,19 @@ def test_list_backbones_reads_default_sizes_from_keras_and_caches_params(tmp_pat
     assert {b["name"]: b for b in list_backbones(count_params=False)}["mobilenet_v3_small"]["params"] == direct
     with pytest.raises(ConfigError, match="did you mean 'mobilenet_v3_small'"):
         list_backbones(["mobilenet_v3_smal"])
+
+
+def test_shipped_parameter_counts_match_the_installed_keras(tmp_path, monkeypatch):
+    import json
+
+    from dlcli.model import backbones
+
+    shipped = json.loads(backbones.SHIPPED_PARAMS.read_text())
+    if shipped["keras"] != keras.__version__:
+        pytest.skip(f"shipped counts are for keras {shipped['keras']}; `python -m dlcli.model.backbones` regenerates them")
+    assert set(shipped["params"]) == set(backbone_registry())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    rows = {b["name"]: b["params"] for b in list_backbones(count_params=False)}
+    assert rows == shipped["params"]
+    direct = keras.applications.MobileNet(include_top=False, weights=None, input_shape=(224, 224, 3)).count_params()
+    assert rows["mobilenet"] == direct

@@ -581,25 +581,50 @@ def find_backbone(model: keras.Model) -> Optional[keras.Model]:
     return max(nested, key=lambda m: m.count_params())
 
 
+# Parameter counts generated from Keras by `python -m dlcli.model.backbones`
+# (shipped, so the first `dlcli backbones` is instant for that Keras version).
+SHIPPED_PARAMS = Path(__file__).with_name("backbone_params.json")
+
+
+def _keras_version() -> str:
+    return importlib.metadata.version("keras")
+
+
 def _cache_file() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    version = importlib.metadata.version("keras")
-    return Path(root) / "dlcli" / f"backbones-keras-{version}.json"
+    return Path(root) / "dlcli" / f"backbones-keras-{_keras_version()}.json"
 
 
-def list_backbones(names: Optional[Iterable[str]] = None, *, count_params: bool = True) -> list[dict[str, Any]]:
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _shipped_params() -> dict[str, int]:
+    data = _read_json(SHIPPED_PARAMS)
+    if data.get("keras") != _keras_version():
+        return {}
+    return dict(data.get("params") or {})
+
+
+def list_backbones(names: Optional[Iterable[str]] = None, *, count_params: bool = True,
+                   use_shipped: bool = True) -> list[dict[str, Any]]:
     """Describe every backbone `Backbone: {name: ...}` accepts.
 
-    Parameter counts come from building each application once with
+    Parameter counts are those of each application built with
     `include_top=False, weights=None` at its default size (without the
-    ImageNet classifier); they are cached per Keras version under
-    `$XDG_CACHE_HOME/dlcli/` (default `~/.cache/dlcli/`), so only the first
-    full listing is slow (about a minute on a laptop CPU).
+    ImageNet classifier). They come from the counts shipped with dlcli for
+    the installed Keras version, else from a per-version cache under
+    `$XDG_CACHE_HOME/dlcli/` (default `~/.cache/dlcli/`), else by building
+    the model once (all 40: several minutes on a small CPU).
 
     Args:
         names: only these backbones (dlcli or Keras names); default all.
-        count_params: False skips building (params is then the cached count,
-            or None).
+        count_params: False never builds (params is None where unknown).
+        use_shipped: False ignores the shipped counts (to regenerate them).
 
     Returns:
         `[{"name", "keras_name", "default_size", "params"}]`, sorted by name.
@@ -617,15 +642,13 @@ def list_backbones(names: Optional[Iterable[str]] = None, *, count_params: bool 
                 raise cfg_error(None, "", f"unknown backbone '{name}'", hint=did_you_mean(name, backbone_names()))
             infos.append(info)
     cache_path = _cache_file()
-    try:
-        cached = json.loads(cache_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cached = {}
+    cached = _read_json(cache_path)
+    known = {**(_shipped_params() if use_shipped else {}), **cached}
     out = []
     changed = False
     for info in infos:
         size = default_size(info.name)
-        params = cached.get(info.name)
+        params = known.get(info.name)
         if params is None and count_params:
             model = info.fn(include_top=False, weights=None, input_shape=(size, size, 3))
             params = int(model.count_params())
@@ -639,3 +662,17 @@ def list_backbones(names: Optional[Iterable[str]] = None, *, count_params: bool 
         with contextlib.suppress(OSError):
             atomic_write_json(cache_path, cached)
     return out
+
+
+def main() -> int:
+    """Regenerate the shipped parameter counts from the installed Keras."""
+    from dlcli.runs import atomic_write_json
+
+    rows = list_backbones(use_shipped=False)
+    atomic_write_json(SHIPPED_PARAMS, {"keras": _keras_version(), "params": {r["name"]: r["params"] for r in rows}})
+    print(f"wrote {SHIPPED_PARAMS} ({len(rows)} backbones, keras {_keras_version()})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
