@@ -1,8 +1,9 @@
 """A generated `cats_dogs/` image folder for demos and tests (no download).
 
 "cats" are warm-coloured round blobs with a speckled (fur-like) texture,
-"dogs" cool-coloured stripes and rectangles; both on noisy backgrounds of
-the same colour distribution, at random positions, sizes and image shapes.
+"dogs" cool-coloured stripes and rectangles; both on noisy, greyish,
+tinted backgrounds drawn from the same distribution, at random positions,
+sizes and image shapes.
 The classes are easy for a small CNN to tell apart but not by one pixel's
 colour alone. A few broken files show how image_dir skips them.
 """
@@ -26,7 +27,8 @@ def _colour(rng: np.random.Generator, hues: tuple[float, float]) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    base = rng.uniform(40, 200, size=3)
+    # Greyish with a tint: the objects, not the backdrop, carry the class.
+    base = rng.uniform(60, 190) + rng.uniform(-20, 20, size=3)
     # A soft diagonal gradient so the background is not flat.
     yy, xx = np.mgrid[0:h, 0:w]
     grad = ((yy / h + xx / w) - 1.0)[..., None] * rng.uniform(-40, 40, size=3)

@@ -63,6 +63,7 @@ def check_image(path: str) -> tuple[Optional[int], str]:
     """
     from PIL import Image
 
+    fmt = None
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -91,7 +92,9 @@ def check_image(path: str) -> tuple[Optional[int], str]:
             if width < 1 or height < 1:
                 return None, "image has no pixels"
     except OSError as exc:
-        return None, f"unreadable ({exc.strerror or exc})"
+        if exc.errno is not None:  # the file system's error, not the data's
+            return None, f"unreadable ({exc.strerror})"
+        return None, f"corrupt {fmt.upper() if fmt else 'file'} ({exc})"
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad data
         return None, f"corrupt {fmt.upper() if fmt else 'file'} ({exc})"
     return _FORMAT_CODES[fmt], ""

@@ -138,10 +138,11 @@ def keras_source(cfg: Any, name: str) -> DataBundle:
             where = "; ".join(
                 f"place {f.download_name} (from {f.origin}) at {cache / f.path}" for f in gone
             )
-            why = "is not cached" if missing else "is cached but Keras rejected the file (checksum) and"
-            raise DataError(
-                f"{name} {why} cannot be downloaded ({_first_line(exc)}): {where}"
-            ) from None
+            why = (
+                "is not cached and cannot be downloaded" if missing
+                else "failed Keras's checksum in the cache and cannot be downloaded again"
+            )
+            raise DataError(f"{name} {why} ({_first_line(exc)}): {where}") from None
         raise DataError(f"cannot read {name} from Keras's cache {cache / 'datasets'}: {_first_line(exc)}") from None
     x = np.asarray(x)
     xt = np.asarray(xt)
