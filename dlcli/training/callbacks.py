@@ -148,12 +148,15 @@ class RunRecorder(keras.callbacks.Callback):
         self.has_validation = has_validation
         # Set when `monitor` names no metric of the run: the names there are.
         self.bad_monitor: Optional[list[str]] = None
-        self.diverged: Optional[tuple[int, int, float]] = None
+        # (epoch, first batch, last batch, loss), 1-based: with
+        # steps_per_execution > 1 Keras reports a span of batches at once.
+        self.diverged: Optional[tuple[int, int, int, float]] = None
         self.interrupted: Optional[str] = None
         self.batches_done = 0  # in this process: 0 means the first step failed
         self.checkpointed_epoch = state.epoch
         self._baselines: list[dict[str, Any]] = []
         self._epoch = 0
+        self._batch_begin = 0
         self._t0 = 0.0
 
     @property
@@ -187,6 +190,9 @@ class RunRecorder(keras.callbacks.Callback):
         self._epoch = epoch
         self._t0 = time.perf_counter()
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self._batch_begin = batch
+
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         if self.batches_done == 0 and self.monitor:
@@ -198,7 +204,9 @@ class RunRecorder(keras.callbacks.Callback):
         self.batches_done += 1
         loss = logs.get("loss")
         if loss is not None and self.diverged is None and not math.isfinite(float(loss)):
-            self.diverged = (self._epoch + 1, batch + 1, float(loss))
+            steps = (self.params or {}).get("steps") or batch + 1
+            last = min(batch, steps - 1) + 1
+            self.diverged = (self._epoch + 1, min(self._batch_begin + 1, last), last, float(loss))
         if self.stop_reason:
             # fit() clears stop_training when it starts: set it again.
             self.model.stop_training = True
@@ -214,7 +222,7 @@ class RunRecorder(keras.callbacks.Callback):
         logs = dict(logs or {})
         loss = logs.get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.diverged = (epoch + 1, 0, float(loss))
+            self.diverged = (epoch + 1, 0, 0, float(loss))
             self.model.stop_training = True
             return
         row: dict[str, Any] = {"epoch": epoch + 1}

@@ -207,21 +207,33 @@ def callback_baseline(cb: Any) -> dict[str, Any]:
 def capture_callback_state(cb: Any, baseline: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
     """What a callback learnt during training.
 
-    Only attributes that differ from their value at `on_train_begin` are
-    kept (`wait`, `best`, `cooldown_counter`, ...), so options changed with
-    `--set` on resume (a longer `patience`) are not overwritten. Lists of
-    arrays (EarlyStopping's `best_weights`) are returned separately.
+    Kept: public attributes that are not constructor arguments (those come
+    from the config again on resume, and a callback may rewrite them from
+    its options, as MonitorCallback negates `min_delta`) and that changed
+    since `on_train_begin`: `wait`, `best`, `cooldown_counter`,
+    `best_epoch`, ... Lists of arrays (EarlyStopping's `best_weights`) are
+    returned separately.
     """
+    options = _constructor_arguments(cb)
     scalars: dict[str, Any] = {}
     arrays: dict[str, list[np.ndarray]] = {}
     for k, v in vars(cb).items():
-        if k.startswith("_"):
+        if k.startswith("_") or k in options:
             continue
         if _is_scalar(v) and (k not in baseline or not _same(baseline[k], v)):
             scalars[k] = v.item() if isinstance(v, np.number) else v
         elif _is_array_list(v):
             arrays[k] = v
     return scalars, arrays
+
+
+def _constructor_arguments(cb: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(type(cb).__init__).parameters) - {"self"}
+    except (TypeError, ValueError):
+        return set()
 
 
 def _same(a: Any, b: Any) -> bool:

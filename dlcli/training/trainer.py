@@ -35,6 +35,7 @@ from dlcli.runs import (
     MODEL_FILE,
     PLOTS_DIR,
     atomic_path,
+    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     new_run_dir,
@@ -135,15 +136,16 @@ def train(
     created: list[Path] = []
     if resume_dir is not None:
         run_dir = resume_dir
-        old_config = _read_text(run_dir / CONFIG_FILE)
+        # Put back if the resumed run fails at once (a bad --set).
+        old_files = {f: _read_bytes(run_dir / f) for f in (CONFIG_FILE, DATA_SPEC_FILE)}
     elif is_chief:
         run_dir, created = _create_run_dir(output, name or cfg.name or "run")
-        old_config = None
+        old_files = {}
     else:
         import tempfile
 
         run_dir = Path(tempfile.mkdtemp(prefix="dlcli-worker-"))
-        old_config = None
+        old_files = {}
     resuming_unfinished = state is not None and not state.finished
     if state is None:
         state = ckpt.TrainState()
@@ -213,9 +215,9 @@ def train(
                 break
 
     if failure is not None:
-        _raise_failure(failure, cfg, bundle.spec, run_dir, recorder, state, created, old_config)
+        _raise_failure(failure, cfg, bundle.spec, run_dir, recorder, state, created, old_files)
     if recorder.bad_monitor is not None:
-        _undo_start(run_dir, created, old_config)
+        _undo_start(run_dir, created, old_files)
         import difflib
 
         close = difflib.get_close_matches(monitor or "", recorder.bad_monitor, n=1)
@@ -233,8 +235,14 @@ def train(
             hint=f"continue with: dlcli train --resume {run_dir}",
         )
     if recorder.diverged:
-        ep, batch, loss = recorder.diverged
-        where = f"epoch {ep}, batch {batch}" if batch else f"epoch {ep}"
+        ep, first, last, loss = recorder.diverged
+        if not last:
+            where = f"the end of epoch {ep}"
+        elif first == last:
+            where = f"epoch {ep}, batch {last}"
+        else:
+            # Keras ran these batches in one call (compile.steps_per_execution).
+            where = f"epoch {ep}, in batches {first}-{last}"
         kept = _keep_last_good_model(model, run_dir, state, recorder.checkpointed_epoch)
         raise TrainingError(
             f"training diverged: the loss became {loss} at {where}; {kept}",
@@ -445,7 +453,7 @@ def _raise_failure(
     recorder: Any,
     state: ckpt.TrainState,
     created: list[Path],
-    old_config: Optional[str],
+    old_files: dict[str, Optional[bytes]],
 ) -> None:
     """Turn an exception out of fit into the right dlcli error.
 
@@ -460,7 +468,7 @@ def _raise_failure(
         raise _write_error(exc, run_dir) from None
     keras_error = isinstance(exc, (ValueError, TypeError, tf.errors.OpError))
     if recorder.batches_done == 0 and (keras_error or isinstance(exc, DlcliError)):
-        _undo_start(run_dir, created, old_config)
+        _undo_start(run_dir, created, old_files)
         if isinstance(exc, DlcliError):
             raise exc
         key, what = _blame(exc)
@@ -515,13 +523,15 @@ def _describe_labels(spec: dict[str, Any]) -> str:
     return f" ({kinds[mode]}" + (f", {n} classes)" if n and mode != "float" else ")")
 
 
-def _undo_start(run_dir: Path, created: list[Path], old_config: Optional[str]) -> None:
+def _undo_start(run_dir: Path, created: list[Path], old_files: dict[str, Optional[bytes]]) -> None:
     """A run that failed at its first step leaves nothing behind: a new
-    run folder is removed, a resumed run's config.yaml is put back."""
+    run folder is removed, a resumed run's config.yaml and data_spec.json
+    are put back."""
     if created:
         _remove_created(created)
-    elif old_config is not None:
-        atomic_write_text(run_dir / CONFIG_FILE, old_config)
+    for name, data in old_files.items():
+        if data is not None:
+            atomic_write_bytes(run_dir / name, data)
 
 
 def _write_error(exc: OSError, run_dir: Path) -> TrainingError:
@@ -623,9 +633,9 @@ def _remove_created(created: list[Path]) -> None:
             break
 
 
-def _read_text(path: Path) -> Optional[str]:
+def _read_bytes(path: Path) -> Optional[bytes]:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes()
     except OSError:
         return None
 
