@@ -38,8 +38,8 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> Config
     Raises:
         ConfigError: anything wrong, located at file:line and dotted key.
     """
-    if isinstance(overrides, str):
-        overrides = [overrides]
+    # One string is one override, not a sequence of characters.
+    overrides = [overrides] if isinstance(overrides, str) else list(overrides or ())
     try:
         data, positions = load_document(path, overrides)
         cfg = build_config(data, positions, str(path))
@@ -70,8 +70,8 @@ def config_from_dict(
     """
     if not isinstance(d, Mapping):
         raise ConfigError(f"a config must be a mapping, got {type(d).__name__}", file=source)
-    if isinstance(overrides, str):
-        overrides = [overrides]
+    # One string is one override, not a sequence of characters.
+    overrides = [overrides] if isinstance(overrides, str) else list(overrides or ())
     file = os.fspath(source) if source is not None else None
     try:
         data = copy.deepcopy(dict(d))

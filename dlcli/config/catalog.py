@@ -203,6 +203,21 @@ def _targets(objects: dict[str, Any], stops: tuple = ()) -> tuple[dict[str, str]
     return names, targets
 
 
+def _compile_resolver(name: str) -> Optional[Any]:
+    """Keras's compile-time resolver (`get_loss`, `get_metric`), if present."""
+    try:
+        return getattr(importlib.import_module("keras.src.trainers.compile_utils"), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _with_dummy_labels(resolver: Any) -> Any:
+    import numpy as np
+
+    y_true, y_pred = np.zeros((2, 1), "float32"), np.zeros((2, 3), "float32")
+    return lambda name: resolver(name, y_true, y_pred)
+
+
 def _keras_refs(keras: Any, module: Any, private: str, compile_fn: Optional[str], base: type, stops: tuple = ()) -> dict[str, Any]:
     """Names of a loss/metric/optimizer family, as strings and as class_name."""
     objects = _private_dict(private) or {
@@ -211,24 +226,14 @@ def _keras_refs(keras: Any, module: Any, private: str, compile_fn: Optional[str]
     objects = {n: o for n, o in objects.items() if not (inspect.isclass(o) and o is base)}
     dict_names, targets = _targets(objects, stops)
     candidates = _variants(list(objects) + list(_public(module)))
-    get = module.get
-    if compile_fn is not None:
+    resolver = _compile_resolver(compile_fn) if compile_fn is not None else None
+    if resolver is not None:
         # model.compile() accepts a few more strings than `get` ("acc",
-        # "ce"); ask compile's own resolver, with dummy labels.
-        try:
-            import numpy as np
-
-            compile_utils = importlib.import_module("keras.src.trainers.compile_utils")
-            resolver = getattr(compile_utils, compile_fn)
-            candidates |= _variants(_source_literals(resolver))
-            y_true, y_pred = np.zeros((2, 1), "float32"), np.zeros((2, 3), "float32")
-
-            def get(name: str, _r: Any = resolver) -> Any:  # noqa: F811
-                return _r(name, y_true, y_pred)
-
-        except (ImportError, AttributeError):
-            pass
-    names = _accepted(get, candidates)
+        # "ce"): ask compile's own resolver, with dummy labels.
+        candidates |= _variants(_source_literals(resolver))
+        names = _accepted(_with_dummy_labels(resolver), candidates)
+    else:
+        names = _accepted(module.get, candidates)
     # Optimizers resolve a class_name case-insensitively: find out by asking.
     case_insensitive = False
     for name in list(dict_names)[:3]:
