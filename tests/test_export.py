@@ -197,18 +197,27 @@ def test_iris_mlp_exports_take_raw_features(iris_run, fmt, quantize):
     assert p["split"] == "test" and p["samples"] == 30
     assert p["top1_agreement"] >= (0.93 if quantize == "int8" else 0.99)
     assert result["class_names"] == ["setosa", "versicolor", "virginica"]
-    assert any("standardize" in step for step in result["preprocessing"])
 
-    # A client sends iris measurements as they are (cm); the exported graph
-    # standardises them, while the Keras model was trained on features the
-    # data pipeline standardised with the recorded mean and std.
+    # The Keras model was trained on features the data pipeline standardised
+    # with the recorded mean and std. A client of a float export sends iris
+    # measurements as they are (cm) and the graph standardises them; int8
+    # takes standardised features (one int8 scale cannot serve raw features
+    # of different ranges), and export.json tells the client so.
     from sklearn.datasets import load_iris
 
     raw = load_iris().data.astype(np.float32)
     spec = json.loads((iris_run / "data_spec.json").read_text())
     mean, std = (np.asarray(spec["standardize"][k]) for k in ("mean", "std"))
-    keras_out = _keras_model(iris_run).predict(((raw - mean) / std).astype(np.float32), verbose=0)
-    out = _run_export(Path(result["path"]), fmt, raw, result["inputs"][0]["name"])
+    standardized = ((raw - mean) / std).astype(np.float32)
+    keras_out = _keras_model(iris_run).predict(standardized, verbose=0)
+    if quantize == "int8":
+        assert result["preprocessing"] == []
+        assert any("(x - mean) / std" in note for note in result["client_preprocessing"])
+        feed = standardized
+    else:
+        assert any("standardize" in step for step in result["preprocessing"])
+        feed = raw
+    out = _run_export(Path(result["path"]), fmt, feed, result["inputs"][0]["name"])
     # int8 probabilities move in steps of 1/256 and the error compounds
     # through two layers: within 0.15 on every one of the 150 flowers.
     tolerance = {"none": 1e-4, "float16": 5e-3, "int8": 0.15}[quantize]

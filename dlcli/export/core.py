@@ -98,7 +98,7 @@ def export_run(
     model = load_model(run.model_path, unsafe=unsafe, compile=False)
     note("loading the run's data")
     data = _RunData(run)
-    serving = formats.serving_model(model, data.spec)
+    serving = formats.serving_model(model, data.spec, standardize_inside=quantize != "int8")
     data.draw(serving, samples)
     reference = _keras_outputs(model, serving, data.held_out_x)
     loaded = time.perf_counter()
@@ -127,7 +127,7 @@ def export_run(
         outputs=[o.to_json() for o in serving.outputs],
         signature=formats.SIGNATURE,
         preprocessing=serving.preprocessing,
-        client_preprocessing=_client_notes(data.spec),
+        client_preprocessing=_client_notes(data.spec, standardized=serving.standardize is not None),
         task=data.task,
         class_names=data.spec.get("class_names"),
         model={"file": run.model_path.name, "sha256": _sha256(run.model_path)},
@@ -469,9 +469,14 @@ def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
     raise ConfigError(f"unknown value '{value}'", key=option, hint=f"{hint}choose one of {', '.join(choices)}")
 
 
-def _client_notes(spec: dict[str, Any]) -> list[str]:
+def _client_notes(spec: dict[str, Any], standardized: bool) -> list[str]:
     """What a client does to its data before calling the exported model:
-    the steps of the data pipeline that are not part of the graph."""
+    the steps of the data pipeline that are not part of the graph.
+
+    Args:
+        spec: the run's data spec.
+        standardized: the graph standardises feature vectors itself.
+    """
     notes = []
     if spec.get("image_size"):
         h, w = spec["image_size"]
@@ -484,9 +489,14 @@ def _client_notes(spec: dict[str, Any]) -> list[str]:
         notes.append("each image as a sequence of rows (height, width x channels)")
     if spec.get("categorical"):
         cols = ", ".join(spec["categorical"])
-        notes.append(f"encode the categorical columns ({cols}) as data_spec.json records")
-    if spec.get("features") and spec.get("standardize"):
-        notes.append("raw feature values in this order: " + ", ".join(map(str, spec["features"])))
+        notes.append(f"one-hot encode the categorical columns ({cols}) over the categories data_spec.json lists")
+    names = spec.get("feature_names") or spec.get("features")
+    if names:
+        notes.append("feature values in this order: " + ", ".join(map(str, names)))
+    if spec.get("standardize") and not standardized:
+        notes.append("standardise every feature: (x - mean) / std with data_spec.json's standardize.mean and .std")
+    elif spec.get("standardize"):
+        notes.append("raw feature values: the model standardises them")
     return notes
 
 

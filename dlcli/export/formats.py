@@ -91,7 +91,7 @@ class Serving:
         return {info.name: np.asarray(v) for info, v in zip(self.outputs, values)}
 
 
-def serving_model(model: Any, spec: Optional[dict[str, Any]] = None) -> Serving:
+def serving_model(model: Any, spec: Optional[dict[str, Any]] = None, *, standardize_inside: bool = True) -> Serving:
     """Wrap a Keras model so that every input and output has a clean name
     and the data pipeline's preprocessing runs inside the graph.
 
@@ -99,7 +99,10 @@ def serving_model(model: Any, spec: Optional[dict[str, Any]] = None) -> Serving:
         model: a built Keras model (Sequential or functional; one or several
             inputs and outputs, as a tensor, list or dict).
         spec: the run's data_spec.json; its `standardize` mean and std (a
-            single feature-vector input) become a Normalization layer.
+            single feature-vector input) become the graph's first step.
+        standardize_inside: False leaves standardisation to the client
+            (int8: one quantization scale cannot cover raw features whose
+            ranges differ by orders of magnitude, standardised ones it can).
 
     Returns:
         The `Serving` wrapper.
@@ -113,7 +116,7 @@ def serving_model(model: Any, spec: Optional[dict[str, Any]] = None) -> Serving:
         name: keras.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=name)
         for name, t in zip(in_names, model.inputs)
     }
-    standardize = _standardize(spec, model)
+    standardize = _standardize(spec, model) if standardize_inside else None
     preprocessing = []
     if len(wrapped) == 1:
         args: Any = next(iter(wrapped.values()))
