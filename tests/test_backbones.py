@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 from dlcli.config.schema import Config  # noqa: E402
 from dlcli.errors import ConfigError, DataError  # noqa: E402
-from dlcli.model import BackbonePreprocess, build_model, find_backbone, list_backbones  # noqa: E402
+from dlcli.model import BackbonePreprocess, build_model, find_backbone, list_backbones, summarize  # noqa: E402
 from dlcli.model.backbones import backbone_registry, cut_before_head, find_info  # noqa: E402
 
 
@@ -116,6 +116,12 @@ def test_weights_file_trainable_and_fine_tune_at(tmp_path):
         np.testing.assert_array_equal(got, want)
     assert backbone.trainable_weights == []
     assert len(model.trainable_weights) == 2  # the head's Dense
+    summary = summarize(model)
+    row = next(r for r in summary["layers"] if r["name"] == backbone.name)
+    assert row["class_name"] == "Functional" and row["output_shape"] == [None, 1, 1, 256]
+    assert row["params"] == source.count_params()
+    assert summary["trainable_params"] == 256 * 3 + 3
+    assert summary["total_params"] == source.count_params() + 256 * 3 + 3
 
     model = build_model(make_cfg(head({"name": "mobilenet", "alpha": 0.25, "weights": None, "fine_tune_at": "conv_dw_13"})), (32, 32, 3))
     layers = find_backbone(model).layers
