@@ -71,8 +71,10 @@ def handle_errors(fn: F) -> F:
 
 def print_error(exc: BaseException) -> None:
     """Print `error: <message>` as one line on stderr."""
+    from rich.markup import escape
+
     msg = " ".join(str(exc).split("\n"))
-    err_console.print(f"[bold red]error:[/] {msg}", markup=True, highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(msg)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def print_json(obj: Any) -> None:
