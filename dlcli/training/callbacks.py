@@ -120,6 +120,7 @@ class RunRecorder(keras.callbacks.Callback):
             of training (a resumed run), with its arrays.
         extra_columns: more history columns for an epoch (the phase).
         has_validation: fit gets validation data (val_* logs exist).
+        data_rng: RNG state variables of the data pipeline to checkpoint.
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class RunRecorder(keras.callbacks.Callback):
         restore_callbacks: Optional[tuple[list[dict[str, Any]], dict[str, Any]]] = None,
         extra_columns: Optional[Callable[[int], dict[str, Any]]] = None,
         has_validation: bool = False,
+        data_rng: Sequence[Any] = (),
     ) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
@@ -146,6 +148,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.restore_callbacks = restore_callbacks
         self.extra_columns = extra_columns
         self.has_validation = has_validation
+        self.data_rng = list(data_rng)
         # Set when `monitor` names no metric of the run: the names there are.
         self.bad_monitor: Optional[list[str]] = None
         # (epoch, first batch, last batch, loss), 1-based: with
@@ -255,7 +258,13 @@ class RunRecorder(keras.callbacks.Callback):
     def save_checkpoint(self) -> None:
         """Checkpoint the current state (called at an epoch's end)."""
         t0 = time.perf_counter()
-        ckpt.save(self.run_dir, self.model, self.state, callbacks=list(zip(self.user_callbacks, self._baselines)))
+        ckpt.save(
+            self.run_dir,
+            self.model,
+            self.state,
+            callbacks=list(zip(self.user_callbacks, self._baselines)),
+            data_rng=self.data_rng,
+        )
         self.checkpointed_epoch = self.state.epoch
         # Counted for the next checkpoint (metrics.json reports the cost).
         self.state.checkpoint_s += time.perf_counter() - t0

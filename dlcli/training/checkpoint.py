@@ -63,6 +63,8 @@ class TrainState:
             since `on_train_begin` (EarlyStopping's `wait`, `best`, ...).
         seed_states: Keras SeedGenerator states (dropout masks); `.keras`
             and `.weights.h5` files do not hold them.
+        data_seed_states: states of the data pipeline's random layers
+            (augmentation), where the DataBundle exposes them.
         rng: Python's and NumPy's global RNG states.
         elapsed_s: training time so far, across resumes.
         checkpoint_s: time spent writing checkpoints, across resumes.
@@ -80,6 +82,7 @@ class TrainState:
     callbacks_file: Optional[str] = None
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     seed_states: list[list[int]] = field(default_factory=list)
+    data_seed_states: list[list[int]] = field(default_factory=list)
     rng: Optional[dict[str, Any]] = None
     elapsed_s: float = 0.0
     checkpoint_s: float = 0.0
@@ -278,6 +281,7 @@ def save(
     state: TrainState,
     *,
     callbacks: Iterable[tuple[Any, dict[str, Any]]] = (),
+    data_rng: Sequence[Any] = (),
 ) -> None:
     """Write the checkpoint for `state.epoch` and switch state.json to it.
 
@@ -286,6 +290,7 @@ def save(
         model: the model, with its compiled optimizer.
         state: the state to save; its file names and RNG fields are updated.
         callbacks: (callback, baseline) pairs whose state to keep.
+        data_rng: the data pipeline's RNG state variables (augmentation).
     """
     ckdir = checkpoint_dir(run_dir)
     ckdir.mkdir(parents=True, exist_ok=True)
@@ -317,6 +322,7 @@ def save(
     state.callbacks_file = callbacks_file
     state.callbacks = entries
     state.seed_states = capture_seed_states(model)
+    state.data_seed_states = [np.asarray(v.numpy()).astype(np.int64).tolist() for v in data_rng]
     state.rng = capture_rng()
     write_state(run_dir, state)
     # Only now are older files redundant.
@@ -369,9 +375,10 @@ def read_state(run_dir: Path) -> Optional[TrainState]:
         raise RunError(f"{p}: unreadable checkpoint state ({exc})", hint="the run cannot be resumed; start a new one") from None
 
 
-def restore(run_dir: Path, model: Any, state: TrainState) -> None:
+def restore(run_dir: Path, model: Any, state: TrainState, *, data_rng: Sequence[Any] = ()) -> None:
     """Load the checkpoint's weights, optimizer state and RNG states into
-    `model` (built and compiled from the run's config).
+    `model` (built and compiled from the run's config) and into the data
+    pipeline's RNG variables `data_rng`.
 
     Raises:
         RunError: the checkpoint is missing, unreadable, or does not fit
@@ -394,6 +401,9 @@ def restore(run_dir: Path, model: Any, state: TrainState) -> None:
             hint="resume with the run's own config; --set may not change the model",
         ) from None
     restore_seed_states(model, state.seed_states)
+    if len(data_rng) == len(state.data_seed_states):
+        for v, s in zip(data_rng, state.data_seed_states):
+            v.assign(np.asarray(s, dtype=v.dtype))
     restore_rng(state.rng)
 
 

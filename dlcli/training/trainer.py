@@ -125,7 +125,7 @@ def train(
         if state is not None and state.phase > 1:
             _enter_fine_tune_phase(model, cfg)
         if state is not None:
-            ckpt.restore(resume_dir, model, state)
+            ckpt.restore(resume_dir, model, state, data_rng=_data_rng(bundle))
         user_callbacks = build_callbacks(cfg)
     # Iterates the training data once: done before the data order is
     # positioned for a resumed epoch, identically in every run.
@@ -176,6 +176,7 @@ def train(
         else None,
         extra_columns=(lambda e: {"phase": _phase_of(phases, e)}) if len(phases) > 1 else None,
         has_validation=bundle.val is not None,
+        data_rng=_data_rng(bundle),
     )
     progress_cb = Progress(_progress_mode(progress, cfg), total, _cardinality(bundle.train), console, recorder)
     failure: Optional[BaseException] = None
@@ -661,6 +662,13 @@ def _phase_of(phases: list[tuple[int, int]], epoch: int) -> int:
         if s <= epoch < e:
             return i
     return len(phases)
+
+
+def _data_rng(bundle: Any) -> list[Any]:
+    """The data pipeline's RNG state variables (its augmentation layers'
+    SeedGenerator states), where the DataBundle exposes them as
+    `rng_variables`; they belong in checkpoints like the model's own."""
+    return list(getattr(bundle, "rng_variables", None) or [])
 
 
 def _monitor(cfg: Any, bundle: Any) -> Optional[str]:
