@@ -140,7 +140,6 @@ def test_per_class_report_and_confusion_matrix(iris_run):
 
 
 def test_regression_report_and_plot(diabetes_run):
-    import keras
 
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
