@@ -47,6 +47,9 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     try:
         yield tmp_path
         _fsync(tmp_path)
+        if tmp_path.is_file():
+            # mkstemp creates 0600; give the file the usual umask permissions.
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -57,6 +60,12 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             else:
                 tmp_path.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: Path) -> None:
@@ -172,7 +181,8 @@ def resolve_run(path: str | Path) -> Run:
     if p.is_file():
         if p.suffix != ".keras":
             raise RunError(f"{p} is not a .keras model file or a run folder")
-        return Run(path=p.parent if p.name == MODEL_FILE else p, model_path=p) if p.name == MODEL_FILE else Run(path=p, model_path=p)
+        # model.keras inside a run folder is that run; any other file stands alone
+        return Run(path=p.parent if p.name == MODEL_FILE else p, model_path=p)
     if (p / MODEL_FILE).exists():
         return Run(path=p, model_path=p / MODEL_FILE)
     numbered = sorted((c for c in p.iterdir() if c.name.isdigit() and (c / MODEL_FILE).exists()), key=lambda c: int(c.name))
