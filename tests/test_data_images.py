@@ -229,6 +229,8 @@ def test_check_image_finds_broken_files(tmp_path, content, reason):
         save(good, np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
         data = good.read_bytes()
         path.write_bytes(data[: len(data) * 2 // 3])
-        assert check_image(str(good)) == ({"jpeg": 0, "png": 1, "bmp": 2}[fmt], "")
+        assert check_image(str(good)) == ({"jpeg": 0, "png": 4, "bmp": 5}[fmt], "")
+        if fmt == "jpeg":  # 64x64 decodes at 1/4 scale for a 16x16 target
+            assert check_image(str(good), target=(16, 16)) == (2, "")
     code, why = check_image(str(path))
     assert code is None and reason in why

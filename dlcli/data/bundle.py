@@ -22,14 +22,29 @@ class DataBundle:
             split), or None.
         input_shape: one sample's shape, without the batch axis.
         spec: JSON-serialisable description saved as `data_spec.json` in the
-            run folder: `source`, `task` (classification | binary |
+            run folder. Always: `source`, `task` (classification | binary |
             regression | ctc), `label_mode` (int | onehot | binary | float |
-            ctc), `class_names`, `num_classes`, `input_shape`, and for images
-            `image_size`, `color_mode`; for csv `features`, `target`,
-            `categorical` (column -> list of categories), `numeric`.
+            ctc), `class_names` (None for regression), `num_classes`,
+            `input_shape`, `input_kind` (image | vector | array), `seed`,
+            `counts` ({train, val, test}); `class_counts` (training samples
+            per class) for classification, `target_width` for regression.
+            Images (image_dir, digits, Keras's sets, ctc_digits):
+            `image_size`, `color_mode`, `pixel_range` ([0, 255], or [0, 16]
+            for scikit-learn's digits), `sequence` (rows as time steps; for
+            ctc_digits `sequence_axis: width`, columns as time steps);
+            image_dir adds `extensions`, `layout`, `path`, `skipped`.
+            Vectors (iris, wine, breast_cancer, diabetes, csv): `features`
+            (input columns, in order), `numeric`, `standardize` ({mean, std},
+            lists over the encoded vector; one-hot entries keep 0 / 1);
+            csv adds `target`, `categorical` (column -> sorted categories)
+            and `feature_names` (the encoded vector's names). ctc_digits:
+            `blank_index`, `mask_index` (both 0), `label_offset` (1: digit
+            d is class d + 1), `max_label_length`, `min_label_length`.
         num_train / num_val / num_test: sample counts.
         representative: returns up to n unbatched training inputs as a
             numpy array (int8 export calibration, parity checks).
+        notes: things the user should see after loading (files skipped,
+            missing values filled).
     """
 
     train: Any

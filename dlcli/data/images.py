@@ -19,6 +19,7 @@ Design, for folders of any size:
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +35,11 @@ from dlcli.data.sources import IMAGE_EXTENSIONS
 from dlcli.errors import DataError
 
 DEFAULT_IMAGE_SIZE = (224, 224)
-# Decoder branch per file, chosen by the pre-flight check from the content.
-JPEG, PNG, OTHER = 0, 1, 2
+# Decoder branch per file, chosen by the pre-flight check from the content
+# and the size: JPEG decoded at 1/1, 1/2, 1/4 or 1/8 scale, PNG, or
+# GIF / BMP.
+JPEG_SCALES = (1, 2, 4, 8)
+JPEG, PNG, OTHER = 0, len(JPEG_SCALES), len(JPEG_SCALES) + 1
 _FORMAT_CODES = {"jpeg": JPEG, "png": PNG, "gif": OTHER, "bmp": OTHER}
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
 
@@ -55,8 +59,13 @@ def sniff_format(head: bytes) -> Optional[str]:
     return None
 
 
-def check_image(path: str) -> tuple[Optional[int], str]:
+def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Optional[int], str]:
     """Check that a file is an image TensorFlow can decode, cheaply.
+
+    Args:
+        path: the file.
+        target: the (height, width) it will be resized to; a JPEG at least
+            twice as large gets a code that decodes it scaled down.
 
     Returns:
         (decoder code, "") for a good file, or (None, what is wrong).
@@ -91,6 +100,15 @@ def check_image(path: str) -> tuple[Optional[int], str]:
                     im.verify()
             if width < 1 or height < 1:
                 return None, "image has no pixels"
+            if fmt == "jpeg" and target is not None:
+                # libjpeg can scale by 1/2, 1/4 or 1/8 while decoding (in
+                # the DCT domain): a large photo then costs a fraction of a
+                # full decode, and the scaled image is properly low-passed,
+                # so the bilinear resize after it aliases less. Scale only
+                # as far as the image stays at least the target size.
+                fits = [k for k, r in enumerate(JPEG_SCALES)
+                        if height // r >= target[0] and width // r >= target[1]]
+                return JPEG + (fits[-1] if fits else 0), ""
     except OSError as exc:
         if exc.errno is not None:  # the file system's error, not the data's
             return None, f"unreadable ({exc.strerror})"
@@ -100,8 +118,11 @@ def check_image(path: str) -> tuple[Optional[int], str]:
     return _FORMAT_CODES[fmt], ""
 
 
-def check_images(paths: Sequence[str], workers: Optional[int] = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Run `check_image` over many files in a thread pool.
+def check_images(
+    paths: Sequence[str], target: Optional[Sequence[int]] = None, workers: Optional[int] = None
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Run `check_image` over many files (to be resized to `target`) in a
+    thread pool.
 
     Returns:
         An int32 array of decoder codes (-1 for a bad file) and the
@@ -115,7 +136,8 @@ def check_images(paths: Sequence[str], workers: Optional[int] = None) -> tuple[n
     # the latency of cold caches and network file systems.
     workers = workers or min(32, 4 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, (code, why) in enumerate(pool.map(check_image, paths, chunksize=64)):
+        checks = pool.map(functools.partial(check_image, target=target), paths, chunksize=64)
+        for i, (code, why) in enumerate(checks):
             if code is None:
                 bad.append((paths[i], why))
             else:
@@ -267,20 +289,8 @@ def make_decoder(image_size: Sequence[int], channels: int) -> Callable:
     def decode(path, code):
         data = tf.io.read_file(path)
 
-        def jpeg():
-            # libjpeg can scale by 1/2, 1/4 or 1/8 while decoding (in the
-            # DCT domain): a large photo then costs a fraction of a full
-            # decode, and the scaled image is a properly low-passed one, so
-            # the bilinear resize that follows aliases less. Only scale as
-            # far as the result stays at least the target size.
-            shape = tf.image.extract_jpeg_shape(data)
-            h, w = shape[0], shape[1]
-            fits = [tf.logical_and(h // r >= height, w // r >= width) for r in (2, 4, 8)]
-            branch = tf.cast(fits[0], tf.int32) + tf.cast(fits[1], tf.int32) + tf.cast(fits[2], tf.int32)
-            return tf.switch_case(
-                branch,
-                [lambda r=r: tf.io.decode_jpeg(data, channels=channels, ratio=r) for r in (1, 2, 4, 8)],
-            )
+        def jpeg(ratio):
+            return lambda: tf.io.decode_jpeg(data, channels=channels, ratio=ratio)
 
         def png():
             return tf.io.decode_png(data, channels=channels)
@@ -289,13 +299,16 @@ def make_decoder(image_size: Sequence[int], channels: int) -> Callable:
             img = tf.io.decode_image(data, channels=3, expand_animations=False)
             return tf.image.rgb_to_grayscale(img) if channels == 1 else img
 
-        img = tf.switch_case(tf.cast(code, tf.int32), [jpeg, png, other])
+        branches = [jpeg(r) for r in JPEG_SCALES] + [png, other]
+        img = tf.switch_case(tf.cast(code, tf.int32), branches)
         img.set_shape([None, None, channels])
         img = tf.image.resize(img, (height, width))
         img.set_shape([height, width, channels])
         return img
 
-    return decode
+    # Nothing here branches in Python on tensors, and autograph's rewrite of
+    # this function costs seconds per pipeline.
+    return tf.autograph.experimental.do_not_convert(decode)
 
 
 def image_dataset(
@@ -323,7 +336,7 @@ def image_dataset(
     autotune = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=object).astype(str), codes, labels))
     n = len(paths)
-    load = lambda p, c, y: (decode(p, c), y)  # noqa: E731
+    load = tf.autograph.experimental.do_not_convert(lambda p, c, y: (decode(p, c), y))
     if cache:
         ds = ds.map(load, num_parallel_calls=autotune, deterministic=True).cache()
         if training and shuffle_buffer > 0 and n > 1:
@@ -332,10 +345,14 @@ def image_dataset(
         if training and shuffle_buffer > 0 and n > 1:
             # File names are small: shuffle every one of them, not images.
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(load, num_parallel_calls=autotune, deterministic=True)
+        # Training order follows tf.data's options (deterministic unless a
+        # caller sets `options.deterministic = False` to trade repeatable
+        # runs for throughput); val / test always keep their order.
+        ds = ds.map(load, num_parallel_calls=autotune, deterministic=None if training else True)
     ds = ds.batch(batch_size)
     if training and augment is not None:
-        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=autotune, deterministic=True)
+        ds = ds.map(tf.autograph.experimental.do_not_convert(lambda x, y: (augment(x), y)),
+                    num_parallel_calls=autotune, deterministic=True)
     return ds.prefetch(autotune)
 
 
@@ -374,7 +391,7 @@ def image_dir_source(cfg: Any) -> DataBundle:
     num_classes = len(class_names)
 
     every = [p for split in listing.files for p in listing.files[split]]
-    codes_all, bad = check_images(every)
+    codes_all, bad = check_images(every, target=image_size)
     if bad:
         if d.strict:
             raise DataError(f"{root}: {describe_bad(bad)}; remove them, or set data.strict: false to skip them")

@@ -142,7 +142,7 @@ def _decode_chunk(spec: dict, files: list[str]) -> Iterator[tuple[str, Optional[
 
     from dlcli.data.images import check_images
 
-    codes, bad = check_images(files)
+    codes, bad = check_images(files, target=_image_shape(spec)[:2])
     reasons = dict(bad)
     good = [i for i, c in enumerate(codes) if c >= 0]
     decoded: dict[int, np.ndarray] = {}

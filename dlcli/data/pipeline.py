@@ -42,10 +42,11 @@ def array_dataset(
     if training and shuffle_buffer > 0 and len(x) > 1:
         ds = ds.shuffle(min(len(x), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    plain = tf.autograph.experimental.do_not_convert  # no Python control flow to convert
     if x.dtype != np.float32:
-        ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b), num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.map(plain(lambda a, b: (tf.cast(a, tf.float32), b)), num_parallel_calls=AUTOTUNE, deterministic=True)
     if training and augment is not None:
-        ds = ds.map(lambda a, b: (augment(a), b), num_parallel_calls=AUTOTUNE, deterministic=False)
+        ds = ds.map(plain(lambda a, b: (augment(a), b)), num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.prefetch(AUTOTUNE)
 
 
