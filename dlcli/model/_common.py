@@ -238,7 +238,7 @@ def import_dotted(path: str, *, cfg: Any, key: str, kind: str, base: type) -> ty
         raise cfg_error(cfg, key, f"module '{module_name}' has no {kind} class '{attr}'",
                         hint=did_you_mean(attr, candidates))
     if not (isinstance(obj, type) and issubclass(obj, base)):
-        raise cfg_error(cfg, key, f"'{path}' is not a Keras {kind} class (a subclass of {base.__module__.split('.')[0]}.{base.__qualname__})")
+        raise cfg_error(cfg, key, f"'{path}' is not a Keras {kind} class (a subclass of keras.{kind}s.{base.__qualname__})")
     return obj
 
 

@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import keras
 
 from dlcli.errors import DataError
-from dlcli.model._common import cfg_error, check_kwargs, did_you_mean, short_message
+from dlcli.model._common import cfg_error, did_you_mean, short_message
 
 # Application arguments the Backbone entry sets itself.
 _RESERVED_APP_ARGS = {"include_top", "weights", "input_tensor", "input_shape", "pooling", "classes", "classifier_activation", "name"}
@@ -559,7 +559,8 @@ def backbone_from_run(path: str, input_shape: tuple, *, cfg: Any, key: str) -> k
     except Exception as exc:  # noqa: BLE001 - Keras raises several types for shape mismatches
         raise cfg_error(
             cfg, key,
-            f"the model in {run.model_path} was trained on inputs {tuple(sub.input_shape[1:])} and cannot take {tuple(input_shape)}: {short_message(exc, 200)}",
+            f"the model in {run.model_path} was trained on inputs {tuple(sub.input_shape[1:])} "
+            f"and cannot take {tuple(input_shape)}: {short_message(exc, 200)}",
             hint="use data of the same number of channels (data.color_mode) as that run",
         ) from None
 

@@ -265,7 +265,8 @@ def _apply(node: _Node, x: Any, cfg: Any, num_classes: Optional[int], *, float32
     except DlcliError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of a layer on its input is the config's
-        raise cfg_error(cfg, node.key, f"{node.class_name}{_quoted(node.name)} cannot take its input of shape {_shape_text(x)}: {short_message(exc)}",
+        what = f"{node.class_name}{_quoted(node.name)}"
+        raise cfg_error(cfg, node.key, f"{what} cannot take its input of shape {_shape_text(x)}: {short_message(exc)}",
                         hint=_call_hint(exc, node.class_name)) from None
 
 

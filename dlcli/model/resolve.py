@@ -137,7 +137,9 @@ def resolve_optimizer(optimizer: Any, *, cfg: Any = None, key: str = "compile.op
 
 
 def _optimizer_names() -> list[str]:
-    return [n for n in public_names(keras.optimizers) if n not in {"Optimizer", "LossScaleOptimizer", "MultiOptimizer", "OptimizerMap", "legacy", "schedules"}]
+    # Base classes and wrappers are not optimizers a config can name.
+    skip = {"Optimizer", "LossScaleOptimizer", "MultiOptimizer", "OptimizerMap", "legacy", "schedules"}
+    return [n for n in public_names(keras.optimizers) if n not in skip]
 
 
 def _optimizer_class(name: str) -> Optional[type]:
@@ -208,7 +210,8 @@ def _resolve_metric(metric: Any, *, cfg: Any, key: str) -> Any:
     try:
         obj = keras.metrics.get(ref)
     except (ValueError, TypeError) as exc:
-        raise _unknown(cfg, key, "metric", name, exc, public_names(keras.metrics) + sorted(_COMPILE_METRIC_STRINGS | set(_DLCLI_METRICS))) from None
+        names = public_names(keras.metrics) + sorted(_COMPILE_METRIC_STRINGS | set(_DLCLI_METRICS))
+        raise _unknown(cfg, key, "metric", name, exc, names) from None
     return ref if isinstance(ref, str) else obj
 
 
