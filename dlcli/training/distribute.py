@@ -66,9 +66,10 @@ def strategy_name(strategy: Any) -> str:
     names such as CollectiveAllReduceStrategy)."""
     import tensorflow as tf
 
-    for cls in (tf.distribute.MultiWorkerMirroredStrategy, tf.distribute.MirroredStrategy):
-        if isinstance(strategy, cls):
-            return cls.__name__
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
     name = type(strategy).__name__
     return "none" if name.startswith("_Default") else name
 
@@ -146,7 +147,16 @@ def _global_batches(dataset: Any, strategy: Any, per_replica_batch: Optional[int
     replicas = int(getattr(strategy, "num_replicas_in_sync", 1))
     if dataset is None or not per_replica_batch or replicas == 1:
         return dataset
-    return dataset.rebatch(per_replica_batch * replicas)
+    import tensorflow as tf
+
+    steps = steps_per_epoch(dataset, strategy)
+    dataset = dataset.rebatch(per_replica_batch * replicas)
+    if steps is not None:
+        # rebatch forgets the length; Keras needs it for its progress and
+        # its per-epoch iterators (a full batch but the last, as batch()
+        # makes them, gives exactly this many).
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    return dataset
 
 
 def run_fit(model: Any, strategy: Any, x: Any, *, per_replica_batch: Optional[int] = None, **kwargs: Any) -> Any:
