@@ -140,7 +140,6 @@ def test_per_class_report_and_confusion_matrix(iris_run):
 
 
 def test_regression_report_and_plot(diabetes_run):
-
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
     result = evaluate_run(diabetes_run)
@@ -257,3 +256,50 @@ def test_edit_distance():
     assert edit_distance([], [4, 4]) == 2
     assert edit_distance([1, 2, 3, 4], [1, 3, 4]) == 1
     assert edit_distance([1, 2], [2, 1]) == 2
+
+
+@pytest.fixture(scope="module")
+def ctc_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ctc")
+    return _train(root, {
+        "name": "ctc",
+        "data": {"source": "ctc_digits", "sequence": True, "ctc": {"length": 3, "samples": 300}},
+        "model": {"layers": [
+            {"Conv1D": {"filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+            {"Bidirectional": {"layer": {"GRU": {"units": 16, "return_sequences": True}}}},
+            {"Dense": {"units": 11}},
+        ]},
+        "compile": {"loss": "ctc", "metrics": ["ctc_sequence_accuracy"]},
+        "train": {"epochs": 1},
+    })
+
+
+def _keras_greedy(outputs):
+    """Keras's own greedy CTC decoding (blank 0), as lists of classes."""
+    import keras
+
+    decoded, _ = keras.ops.ctc_decode(outputs, np.full(len(outputs), outputs.shape[1]), strategy="greedy", mask_index=0)
+    return [[int(v) for v in row if v > 0] for row in keras.ops.convert_to_numpy(decoded[0])]
+
+
+def test_ctc_sequence_accuracy_error_rate_and_predicted_text(ctc_run, tmp_path):
+    result = evaluate_run(ctc_run)
+    model, bundle, expected = _keras_test_metrics(ctc_run)
+    assert result["metrics"]["loss"] == pytest.approx(float(expected["loss"]), rel=1e-5)
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in bundle.test])
+    x = np.concatenate(xs)
+    labels = [[int(v) for v in row if v > 0] for row in np.concatenate(ys)]
+    decoded = _keras_greedy(model.predict(x, verbose=0))
+    ctc = result["ctc"]
+    assert ctc["samples"] == len(labels)
+    assert ctc["sequence_accuracy"] == pytest.approx(np.mean([d == t for d, t in zip(decoded, labels)]))
+    assert ctc["sequence_accuracy"] == pytest.approx(result["metrics"]["ctc_sequence_accuracy"], abs=1e-6)
+    assert ctc["character_error_rate"] == pytest.approx(
+        sum(edit_distance(d, t) for d, t in zip(decoded, labels)) / sum(len(t) for t in labels)
+    )
+    assert "confusion_matrix" not in result
+
+    np.savez(tmp_path / "strings.npz", x=x[:5])
+    records = list(api.predict(ctc_run, [tmp_path / "strings.npz"]))
+    # Class k is digit k - 1 (class 0 is the CTC blank).
+    assert [r["text"] for r in records] == ["".join(str(k - 1) for k in d) for d in decoded[:5]]
