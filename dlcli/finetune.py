@@ -1,0 +1,538 @@
+"""Transfer learning: the config `dlcli finetune` writes, and running it.
+
+`dlcli finetune --base NAME DATA_DIR` is `dlcli train` on a config built
+from a few options, so the run folder's `config.yaml` repeats the run with
+`dlcli train`. The config is, in order of precedence (last wins):
+
+1. generated defaults: the image folder (`data.source: image_dir`), a
+   frozen `Backbone`, a new head sized for the classes found in DATA_DIR,
+   Adam at 1e-3, and a `finetune:` section for the second phase;
+2. the `--config FILE` mapping (its `extends` resolved), which may supply
+   or change anything (callbacks, splits, the whole layer stack);
+3. the options given on the command line (`--epochs`, `--image-size`, ...);
+4. `--set key.path=value` overrides.
+
+Training itself is `dlcli.training.train`: phase 1 trains the head on the
+frozen backbone; phase 2 unfreezes the backbone's top layers (keeping
+BatchNormalization in inference mode) at a lower learning rate.
+
+    >>> from dlcli.finetune import finetune
+    >>> result = finetune("mobilenet", "cats_dogs/", weights="none", epochs=2)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from dlcli.errors import ConfigError, DataError, RunError
+
+PathLike = Union[str, Path]
+
+# Phase lengths when neither the options nor --config say: enough for a
+# small folder on a CPU; real data sets usually want more.
+DEFAULT_EPOCHS = 5
+DEFAULT_FINE_TUNE_EPOCHS = 5
+DEFAULT_UNFREEZE = 0.3
+DEFAULT_LEARNING_RATE = 1e-3
+LEARNING_RATE_FACTOR = 0.1
+DROPOUT_RATE = 0.2
+# Fine-tuning folders are often small: hold out enough to measure.
+VALIDATION_SPLIT = 0.2
+# Photos of objects: mirror, tilt and zoom slightly (Keras transfer guide).
+DEFAULT_AUGMENT: list[Any] = [
+    {"RandomFlip": {"mode": "horizontal"}},
+    {"RandomRotation": {"factor": 0.1}},
+    {"RandomZoom": {"height_factor": 0.1}},
+]
+
+# Where values given as command-line options come from, for error messages
+# (`--image-size: data.image_size: ...`).
+_DATA_DIR_SOURCE = "DATA_DIR"
+
+
+@dataclass
+class BaseModel:
+    """What `--base` names, as needed to write the config.
+
+    Attributes:
+        kind: `application` (a keras.applications model) or `run` (a dlcli
+            run folder or `.keras` file).
+        label: a short name for the run name (`mobilenet`, `cnn_digits`).
+        backbone: the Backbone entry's arguments `--base` decides.
+        image_size: the input size (height, width) it expects by default.
+        channels: input channels (3, or 1 for a grayscale run), or None.
+        output_rank: the rank of the backbone's output with the batch axis
+            (4 for feature maps, 3 for sequences, 2 for vectors).
+        reduce: the layer that turns feature maps into a vector in the
+            head (default: global average pooling).
+    """
+
+    kind: str
+    label: str
+    backbone: dict[str, Any]
+    image_size: Optional[tuple[int, int]]
+    channels: Optional[int]
+    output_rank: int = 4
+    reduce: Optional[str] = None
+
+
+def parse_unfreeze(value: Union[str, int, float]) -> Union[int, float]:
+    """Read `--unfreeze`: a number of top backbone layers, or a fraction.
+
+    Args:
+        value: `"20"` (layers) or `"0.3"` (a fraction of the layers).
+
+    Returns:
+        An int >= 1, or a float in (0, 1].
+
+    Raises:
+        ConfigError: anything else.
+    """
+    text = str(value).strip()
+    try:
+        number: Union[int, float] = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ConfigError(f"expected a number of layers (20) or a fraction (0.3), got {text!r}", key="--unfreeze") from None
+    if isinstance(number, int) and number < 1:
+        raise ConfigError(f"the number of layers to unfreeze must be at least 1, got {number}", key="--unfreeze")
+    if isinstance(number, float) and not (0.0 < number <= 1.0 and math.isfinite(number)):
+        raise ConfigError(f"a fraction of layers must be in (0, 1], got {text}", key="--unfreeze",
+                          hint="or give a whole number of layers, e.g. 20")
+    return number
+
+
+def count_classes(data_dir: PathLike) -> list[str]:
+    """List the class folders of an image folder, without reading images.
+
+    The same listing `image_dir` uses: one sub-folder per class, or
+    `train/` (+ `val/`, `test/`) holding class folders.
+
+    Raises:
+        DataError: the folder is missing, not a folder, or has fewer than
+            two class folders.
+    """
+    from dlcli.data.images import list_image_folder
+
+    root = Path(data_dir).expanduser()
+    if not root.exists():
+        raise DataError(f"{root} does not exist", hint="pass an image folder with one sub-folder per class, or make one with `dlcli demo-data`")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder", hint="DATA_DIR is a folder with one sub-folder of images per class")
+    return list(list_image_folder(root).class_names)
+
+
+def resolve_base(base: str, weights: Optional[str] = None) -> BaseModel:
+    """Work out what `--base` names: a keras.applications model or a run.
+
+    Args:
+        base: a backbone name (`mobilenet`, `MobileNetV2`, see `dlcli
+            backbones`), a dlcli run folder (or a run name folder, whose
+            latest run is taken) or a `.keras` file.
+        weights: `--weights` (imagenet | none | a .h5 weights file); only
+            for a keras.applications backbone.
+
+    Returns:
+        A BaseModel.
+
+    Raises:
+        ConfigError: an unknown backbone name (with a suggestion), or
+            `--weights` given with a run.
+        RunError: a path that holds no usable model.
+    """
+    text = str(base).strip()
+    path = Path(text).expanduser()
+    looks_like_path = path.exists() or text.endswith(".keras") or "/" in text or "\\" in text
+    if looks_like_path:
+        if weights is not None:
+            raise ConfigError("--weights applies to a keras.applications backbone; a run brings its own weights",
+                              key="--weights", hint=f"drop --weights, or use --base NAME --weights {text}")
+        return _run_base(text)
+
+    from dlcli.model.backbones import backbone_names, default_size, find_info
+    from dlcli.model._common import did_you_mean
+
+    info = find_info(text)
+    if info is None:
+        raise ConfigError(f"unknown backbone '{text}', and no run folder or .keras file of that name exists",
+                          key="--base", hint=did_you_mean(text, backbone_names()) or "`dlcli backbones` lists them")
+    size = default_size(info.name)
+    entry: dict[str, Any] = {"name": info.name, "weights": _weights_value(weights), "trainable": False}
+    return BaseModel(kind="application", label=info.name, backbone=entry, image_size=(size, size), channels=3)
+
+
+def _weights_value(weights: Optional[str]) -> Optional[str]:
+    if weights is None or str(weights).strip().lower() == "imagenet":
+        return "imagenet"
+    text = str(weights).strip()
+    if text.lower() in ("none", "null", "random"):
+        return None
+    if not Path(text).expanduser().exists():
+        raise ConfigError(f"weights file not found: {text}", key="--weights",
+                          hint="imagenet (through Keras's cache), none (random), or a .h5 / .weights.h5 file")
+    return text
+
+
+def _run_base(text: str) -> BaseModel:
+    """A dlcli run (or .keras file) as the backbone: its model cut before
+    its head, on the input it was trained on."""
+    from dlcli.model import load_model
+    from dlcli.model.backbones import cut_before_head
+    from dlcli.runs import resolve_run
+
+    run = resolve_run(text)
+    model = load_model(run.model_path, compile=False)
+    try:
+        cut = cut_before_head(model)
+    except ValueError as exc:
+        raise RunError(f"{run.model_path} cannot serve as a backbone: {exc}") from None
+    shape = tuple(model.input_shape[1:])
+    image_size = (int(shape[0]), int(shape[1])) if len(shape) == 3 and shape[0] and shape[1] else None
+    channels = int(shape[-1]) if len(shape) == 3 and shape[-1] else None
+    label = model.name if model.name and not model.name.startswith("functional") else Path(text).name
+    return BaseModel(
+        kind="run",
+        label=str(label),
+        backbone={"weights": text, "trainable": False},
+        image_size=image_size,
+        channels=channels,
+        output_rank=len(cut.output.shape),
+        reduce=_layer_after(model, cut.output),
+    )
+
+
+def _layer_after(model: Any, tensor: Any) -> Optional[str]:
+    """The class of the layer that turned the cut feature maps into vectors
+    in the run's own model (Flatten, GlobalAveragePooling2D, ...), if any.
+
+    A new head keeps what the features were trained with: a Flatten keeps
+    the spatial layout small inputs (digits) depend on; global pooling
+    throws it away.
+    """
+    import keras
+
+    reducers = (keras.layers.Flatten, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D,
+                keras.layers.GlobalAveragePooling1D, keras.layers.GlobalMaxPooling1D)
+    for layer in model.layers:
+        if isinstance(layer, reducers):
+            ins = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+            if any(t is tensor for t in ins):
+                return type(layer).__name__
+    return None
+
+
+def head_layers(base: BaseModel, num_classes: Optional[int]) -> tuple[list[Any], str]:
+    """The layers after the backbone, and the loss that fits them.
+
+    Two classes get one sigmoid unit and binary_crossentropy; more (or an
+    unknown count, filled in from the data) a softmax and
+    sparse_categorical_crossentropy.
+    """
+    layers: list[Any] = []
+    if base.reduce and base.output_rank > 2:
+        layers.append(base.reduce)
+    elif base.output_rank == 4:
+        layers.append("GlobalAveragePooling2D")
+    elif base.output_rank == 3:
+        layers.append("GlobalAveragePooling1D")
+    layers.append({"Dropout": {"rate": DROPOUT_RATE}})
+    if num_classes == 2:
+        layers.append({"Dense": {"units": 1, "activation": "sigmoid"}})
+        return layers, "binary_crossentropy"
+    units: Any = num_classes if num_classes else "num_classes"
+    layers.append({"Dense": {"units": units, "activation": "softmax"}})
+    return layers, "sparse_categorical_crossentropy"
+
+
+def finetune_config(
+    base: str,
+    data_dir: Optional[PathLike] = None,
+    *,
+    epochs: Optional[int] = None,
+    fine_tune_epochs: Optional[int] = None,
+    unfreeze: Optional[Union[int, float, str]] = None,
+    image_size: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    weights: Optional[str] = None,
+    augment: Optional[bool] = None,
+    strict: Optional[bool] = None,
+    config: Optional[PathLike] = None,
+    overrides: Sequence[str] = (),
+    name: Optional[str] = None,
+) -> Any:
+    """Build and validate the config of a two-phase fine-tune.
+
+    Every option left None is taken from `config`, else from the
+    generated defaults (see the module docstring for the precedence).
+
+    Args:
+        base: a backbone name, a dlcli run folder or a `.keras` file.
+        data_dir: an image folder (one sub-folder per class); None takes
+            the data from `config` (any data source, e.g. `digits`).
+        epochs: phase 1 epochs (head only).
+        fine_tune_epochs: phase 2 epochs (top backbone layers unfrozen).
+        unfreeze: phase 2: how many top backbone layers, or a fraction.
+        image_size: square input size (default: the backbone's).
+        batch_size: the batch size.
+        weights: imagenet | none | a .h5 weights file.
+        augment: True/False to force the default augmentation on or off.
+        strict: unreadable images are an error instead of skipped.
+        config: a YAML file merged under the options.
+        overrides: `key.path=value` strings applied last.
+        name: the run name.
+
+    Returns:
+        A validated `dlcli.config.Config`.
+
+    Raises:
+        ConfigError: a bad option, config value or override (located).
+        DataError: DATA_DIR is missing or has fewer than two classes.
+        RunError: `base` is a path without a usable model.
+    """
+    from dlcli.config.catalog import check_config
+    from dlcli.config.loader import apply_overrides, deep_merge, load_document
+    from dlcli.config.validate import build_config
+
+    if not str(base or "").strip():
+        raise ConfigError("--base is required: a backbone name (`dlcli backbones`), a run folder or a .keras file", key="--base")
+    source = str(config) if config is not None else None
+    file_data: dict[str, Any] = {}
+    positions: dict[tuple, tuple[Optional[str], Optional[int]]] = {}
+    if config is not None:
+        file_data, positions = load_document(config)
+
+    info = resolve_base(base, weights)
+    ft_unfreeze = parse_unfreeze(unfreeze) if unfreeze is not None else None
+    if image_size is not None and image_size < 1:
+        raise ConfigError(f"the image size must be positive, got {image_size}", key="--image-size")
+    if data_dir is None:
+        given = [opt for opt, v in (("--image-size", image_size), ("--strict", strict)) if v is not None]
+        if given:
+            raise ConfigError(f"{given[0]} applies to an image folder (DATA_DIR)", key=given[0])
+        if not isinstance(file_data.get("data"), dict) or "source" not in file_data["data"]:
+            raise ConfigError("finetune needs DATA_DIR (an image folder) or a data section with data.source in --config",
+                              hint="e.g. dlcli finetune --base mobilenet cats_dogs/")
+
+    # 1. Generated defaults.
+    file_classes = (file_data.get("data") or {}).get("classes") if isinstance(file_data.get("data"), dict) else None
+    if isinstance(file_classes, list) and file_classes:
+        num_classes: Optional[int] = len(file_classes)
+    elif data_dir is not None:
+        num_classes = len(count_classes(data_dir))
+    else:
+        num_classes = None  # the model builder fills `num_classes` in from the data
+    head, loss = head_layers(info, num_classes)
+    data_label = Path(data_dir).expanduser().resolve().name if data_dir is not None else str(file_data["data"]["source"])
+    generated: dict[str, Any] = {
+        "name": f"{info.label}_{data_label}",
+        "data": {"validation_split": VALIDATION_SPLIT},
+        "model": {"layers": [{"Backbone": dict(info.backbone)}, *head]},
+        "compile": {
+            "loss": loss,
+            "optimizer": {"class_name": "adam", "config": {"learning_rate": DEFAULT_LEARNING_RATE}},
+            "metrics": ["accuracy"],
+        },
+        "train": {"epochs": DEFAULT_EPOCHS},
+        "finetune": {
+            "fine_tune_epochs": DEFAULT_FINE_TUNE_EPOCHS,
+            "unfreeze": DEFAULT_UNFREEZE,
+            "learning_rate_factor": LEARNING_RATE_FACTOR,
+        },
+    }
+    if data_dir is not None:
+        size = info.image_size or (224, 224)
+        generated["data"].update(
+            source="image_dir",
+            image_size=[int(size[0]), int(size[1])],
+            color_mode="grayscale" if info.channels == 1 else "rgb",
+            augment=copy.deepcopy(DEFAULT_AUGMENT),
+        )
+
+    # 2. The --config file, over the defaults (its positions kept for errors).
+    merged = deep_merge(generated, file_data)
+
+    # 3. The options given on the command line, over both.
+    given: dict[str, Any] = {}
+    given_at: dict[tuple, str] = {}
+
+    def put(path: tuple, value: Any, option: str) -> None:
+        node = given
+        for seg in path[:-1]:
+            node = node.setdefault(seg, {})
+        node[path[-1]] = value
+        given_at[path] = option
+
+    if data_dir is not None:
+        put(("data", "source"), "image_dir", _DATA_DIR_SOURCE)
+        put(("data", "path"), str(data_dir), _DATA_DIR_SOURCE)
+    if image_size is not None:
+        put(("data", "image_size"), [int(image_size), int(image_size)], "--image-size")
+    if batch_size is not None:
+        put(("data", "batch_size"), int(batch_size), "--batch-size")
+    if strict is not None:
+        put(("data", "strict"), bool(strict), "--strict")
+    if epochs is not None:
+        put(("train", "epochs"), int(epochs), "--epochs")
+    if fine_tune_epochs is not None:
+        put(("finetune", "fine_tune_epochs"), int(fine_tune_epochs), "--fine-tune-epochs")
+    if ft_unfreeze is not None:
+        put(("finetune", "unfreeze"), ft_unfreeze, "--unfreeze")
+    if name:
+        put(("name",), str(name), "--name")
+    merged = deep_merge(merged, given)
+    for path, option in given_at.items():
+        for p in [q for q in positions if q[: len(path)] == path]:
+            del positions[p]
+        positions[path] = (option, None)
+
+    data = merged.setdefault("data", {})
+    if augment is False:
+        data["augment"] = []
+        positions[("data", "augment")] = ("--no-augment", None)
+    elif augment is True and not data.get("augment"):
+        data["augment"] = copy.deepcopy(DEFAULT_AUGMENT)
+        positions[("data", "augment")] = ("--augment", None)
+
+    # --base decides the Backbone entry, wherever the layer stack came from.
+    layers = (merged.get("model") or {}).get("layers")
+    index = _backbone_index(layers)
+    if index is None:
+        where = positions.get(("model", "layers"), (source, None))
+        raise ConfigError("finetune needs a Backbone layer in model.layers", file=where[0], line=where[1], key="model.layers",
+                          hint="leave model.layers out of --config to get the generated Backbone and head")
+    entry = layers[index]
+    args = entry.get("Backbone")
+    args = dict(args) if isinstance(args, dict) else {}
+    if info.kind == "run":
+        args.pop("name", None)
+    args.update(info.backbone)
+    entry["Backbone"] = args
+    positions[("model", "layers", index)] = ("--base", None)
+
+    # 4. --set, last.
+    apply_overrides(merged, positions, list(overrides))
+    cfg = build_config(merged, positions, source)
+    check_config(cfg)
+    return cfg
+
+
+def _backbone_index(layers: Any) -> Optional[int]:
+    if not isinstance(layers, list):
+        return None
+    for i, entry in enumerate(layers):
+        if isinstance(entry, dict) and "Backbone" in entry:
+            return i
+        if entry == "Backbone":
+            layers[i] = {"Backbone": {}}
+            return i
+    return None
+
+
+def finetune(
+    base: Optional[str] = None,
+    data_dir: Optional[PathLike] = None,
+    *,
+    epochs: Optional[int] = None,
+    fine_tune_epochs: Optional[int] = None,
+    unfreeze: Optional[Union[int, float, str]] = None,
+    image_size: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    weights: Optional[str] = None,
+    augment: Optional[bool] = None,
+    strict: Optional[bool] = None,
+    config: Optional[PathLike] = None,
+    overrides: Sequence[str] = (),
+    output: PathLike = "runs",
+    name: Optional[str] = None,
+    resume: Optional[PathLike] = None,
+    progress: str = "auto",
+    console: Any = None,
+) -> Any:
+    """Fine-tune a pretrained backbone on an image folder in two phases.
+
+    Args:
+        base, data_dir, epochs, fine_tune_epochs, unfreeze, image_size,
+        batch_size, weights, augment, strict, config, overrides, name: see
+            `finetune_config`.
+        output: the root folder of run folders.
+        resume: an interrupted fine-tune run folder to continue (its own
+            config.yaml; only epochs, fine_tune_epochs and overrides apply).
+        progress: auto | progress | lines | none.
+        console: a Rich console for progress bars.
+
+    Returns:
+        `dlcli.training.TrainResult`; `metrics["phases"]` summarises each
+        phase's last epoch.
+
+    Raises:
+        ConfigError, DataError, RunError: bad options, config or data
+            (nothing written).
+        TrainingError: the loss diverged (exit 1).
+        Interrupted: stopped by a signal (exit 130; resumable).
+    """
+    from dlcli.training import train
+
+    if resume is not None:
+        cfg = _resume_config(resume, base, data_dir, epochs, fine_tune_epochs, overrides,
+                             others={"--unfreeze": unfreeze, "--image-size": image_size, "--batch-size": batch_size,
+                                     "--weights": weights, "--augment/--no-augment": augment, "--strict": strict,
+                                     "--config": config})
+    else:
+        cfg = finetune_config(
+            base or "", data_dir, epochs=epochs, fine_tune_epochs=fine_tune_epochs, unfreeze=unfreeze,
+            image_size=image_size, batch_size=batch_size, weights=weights, augment=augment, strict=strict,
+            config=config, overrides=overrides, name=name,
+        )
+    result = train(cfg, output=output, name=name, resume=resume, progress=progress, console=console)
+    result.metrics["phases"] = phase_summary(result.history)
+    return result
+
+
+def _resume_config(resume: PathLike, base: Any, data_dir: Any, epochs: Optional[int], fine_tune_epochs: Optional[int],
+                   overrides: Sequence[str], others: dict[str, Any]) -> Any:
+    from dlcli.config import load_config
+    from dlcli.runs import CONFIG_FILE
+
+    for option, value in {"--base": base, "DATA_DIR": data_dir, **others}.items():
+        if value is not None:
+            raise ConfigError(f"{option} cannot change a run being resumed; --resume continues it with its own config.yaml",
+                              key=option, hint="only --epochs, --fine-tune-epochs and --set apply with --resume")
+    run_dir = Path(resume)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise RunError(f"cannot resume {run_dir}: no {CONFIG_FILE} there", hint="pass a run folder such as runs/mobilenet_cats_dogs/1")
+    extra = list(overrides)
+    if epochs is not None:
+        extra.append(f"train.epochs={int(epochs)}")
+    if fine_tune_epochs is not None:
+        extra.append(f"finetune.fine_tune_epochs={int(fine_tune_epochs)}")
+    return load_config(run_dir / CONFIG_FILE, extra)
+
+
+def phase_summary(history: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Each phase's epochs and last-epoch metrics, from a run's history.
+
+    Args:
+        history: column -> per-epoch values (`epoch`, `phase`, metrics).
+
+    Returns:
+        `[{"phase": 1, "epochs": [first, last], "final": {metric: value}}, ...]`.
+    """
+    epochs = history.get("epoch") or []
+    phases = history.get("phase") or [1] * len(epochs)
+    skip = {"epoch", "phase", "epoch_time_s"}
+    out: list[dict[str, Any]] = []
+    for i, (ep, ph) in enumerate(zip(epochs, phases)):
+        ph = int(ph) if ph == ph else 1  # NaN-safe
+        if not out or out[-1]["phase"] != ph:
+            out.append({"phase": ph, "epochs": [int(ep), int(ep)], "final": {}})
+        out[-1]["epochs"][1] = int(ep)
+        out[-1]["final"] = {
+            k: float(v[i]) for k, v in history.items() if k not in skip and i < len(v) and v[i] == v[i]
+        }
+    return out
