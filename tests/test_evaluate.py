@@ -282,6 +282,7 @@ def _keras_greedy(outputs):
     return [[int(v) for v in row if v > 0] for row in keras.ops.convert_to_numpy(decoded[0])]
 
 
+@pytest.mark.slow
 def test_ctc_sequence_accuracy_error_rate_and_predicted_text(ctc_run, tmp_path):
     result = evaluate_run(ctc_run)
     model, bundle, expected = _keras_test_metrics(ctc_run)

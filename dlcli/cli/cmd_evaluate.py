@@ -37,6 +37,9 @@ OutputOpt = Annotated[
     Optional[Path],
     typer.Option("--output", "-o", help="Write the predictions to FILE: .csv, or .jsonl for JSON lines (atomically)."),
 ]
+JsonLinesOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON lines on stdout, one object per input; everything human goes to stderr.")
+]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Exit 1 when any input could not be read (it is skipped either way).")
 ]
@@ -74,7 +77,7 @@ def predict(
     batch_size: BatchOpt = 64,
     strict: StrictOpt = False,
     unsafe: UnsafeOpt = False,
-    json_: JsonOpt = False,
+    json_: JsonLinesOpt = False,
 ) -> None:
     """Predict image files, folders of images, CSV or NPZ files with a run's model.
 
