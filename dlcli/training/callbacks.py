@@ -112,7 +112,8 @@ class RunRecorder(keras.callbacks.Callback):
     Args:
         run_dir: the run folder.
         state: the state to update and checkpoint.
-        monitor: the metric that picks the best epoch, or None.
+        monitor: the metric whose best epoch is tracked, or None.
+        keep_best: write the best epoch's weights (model.keras becomes them).
         checkpoint_every: write a checkpoint every N epochs (and at the last).
         last_epoch: the run's last epoch (1-based), always checkpointed.
         user_callbacks: callbacks whose state goes into the checkpoint.
@@ -129,6 +130,7 @@ class RunRecorder(keras.callbacks.Callback):
         state: ckpt.TrainState,
         *,
         monitor: Optional[str],
+        keep_best: bool = False,
         checkpoint_every: int = 1,
         last_epoch: int = 0,
         user_callbacks: Sequence[Any] = (),
@@ -142,6 +144,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.state = state
         self.monitor = monitor
         self.mode = monitor_mode(monitor) if monitor else None
+        self.keep_best = keep_best
         self.checkpoint_every = checkpoint_every
         self.last_epoch = last_epoch
         self.user_callbacks = list(user_callbacks)
@@ -244,7 +247,8 @@ class RunRecorder(keras.callbacks.Callback):
                 if best is None or (value < best if self.mode == "min" else value > best):
                     self.state.best_value = float(value)
                     self.state.best_epoch = epoch + 1
-                    self.state.best_file = ckpt.save_best(self.run_dir, self.model, epoch + 1)
+                    if self.keep_best:
+                        self.state.best_file = ckpt.save_best(self.run_dir, self.model, epoch + 1)
         if (
             (epoch + 1) % self.checkpoint_every == 0
             or epoch + 1 >= self.last_epoch

@@ -159,6 +159,14 @@ def train(
         raise RunError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}", hint="choose another --output") from None
     state.total_epochs = total
     state.finished = False
+    if len(phases) > 1 and state.history.get("epoch") and "phase" not in state.history:
+        # A one-phase run extended into fine-tuning: its rows were phase 1.
+        epochs_done = state.history["epoch"]
+        state.history = {
+            "epoch": epochs_done,
+            "phase": [_phase_of(phases, int(e) - 1) for e in epochs_done],
+            **{k: v for k, v in state.history.items() if k != "epoch"},
+        }
 
     _position_training_data(bundle.train, model, state, phases)
 
@@ -166,6 +174,7 @@ def train(
         run_dir,
         state,
         monitor=monitor,
+        keep_best=bool(cfg.train.monitor),
         checkpoint_every=cfg.train.checkpoint_every,
         last_epoch=total,
         user_callbacks=user_callbacks,
@@ -277,10 +286,13 @@ def _finish(
 
     total = phases[-1][1]
     # The last epoch's checkpoint (not the best epoch's weights) stays the
-    # one to extend from; model.keras gets the best weights.
-    best = ckpt.best_weights_path(run_dir, state) if monitor else None
+    # one to extend from; model.keras gets the best weights where the
+    # config names a monitor.
+    best = ckpt.best_weights_path(run_dir, state) if cfg.train.monitor else None
+    model_epoch = state.epoch
     if best is not None and state.best_epoch != state.epoch:
         model.load_weights(best)
+        model_epoch = state.best_epoch
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
 
@@ -297,6 +309,7 @@ def _finish(
         "test": test_metrics,
         "final": {k: _num(v[-1]) for k, v in state.history.items() if k not in ("epoch", "phase") and v},
         "best": {"monitor": monitor, "value": state.best_value, "epoch": state.best_epoch} if monitor else None,
+        "model_epoch": model_epoch,
         "class_names": bundle.class_names,
         "task": bundle.task,
         "data": {
@@ -672,8 +685,9 @@ def _data_rng(bundle: Any) -> list[Any]:
 
 
 def _monitor(cfg: Any, bundle: Any) -> Optional[str]:
-    """The metric that picks the best epoch: train.monitor, else val_loss
-    when there is validation data (the schema's documented default)."""
+    """The metric whose best epoch metrics.json reports: train.monitor,
+    else val_loss when there is validation data. Only a monitor the config
+    names makes model.keras the best epoch's model (else: the last)."""
     if cfg.train.monitor:
         return cfg.train.monitor
     return "val_loss" if bundle.val is not None else None
