@@ -210,27 +210,40 @@ def test_classes_filter_and_one_hot_labels(demo):
 
 
 @pytest.mark.parametrize(
-    "content, reason",
+    "broken, reason",
     [
-        (b"", "empty file"),
-        (b"hello, I am text", "not a JPEG, PNG, GIF or BMP image"),
+        ("empty", "empty file"),
+        ("text", "not a JPEG, PNG, GIF or BMP image"),
         ("truncated-jpeg", "truncated JPEG"),
-        ("truncated-png", "corrupt PNG"),
+        ("truncated-png", "truncated PNG"),
+        ("flipped-png", "bad checksum"),
         ("truncated-bmp", "truncated BMP"),
+        ("truncated-gif", "truncated GIF"),
     ],
 )
-def test_check_image_finds_broken_files(tmp_path, content, reason):
-    good = tmp_path / ("good." + str(content).split("-")[-1]) if isinstance(content, str) else None
+def test_check_image_finds_broken_files(tmp_path, broken, reason):
     path = tmp_path / "bad.jpg"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
+    if broken == "empty":
+        path.write_bytes(b"")
+    elif broken == "text":
+        path.write_text("hello, I am text")
     else:
-        fmt = content.split("-")[1]
-        save(good, np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
-        data = good.read_bytes()
-        path.write_bytes(data[: len(data) * 2 // 3])
-        assert check_image(str(good)) == ({"jpeg": 0, "png": 4, "bmp": 5}[fmt], "")
-        if fmt == "jpeg":  # 64x64 decodes at 1/4 scale for a 16x16 target
-            assert check_image(str(good), target=(16, 16)) == (2, "")
+        how, fmt = broken.split("-")
+        good = save(tmp_path / f"good.{fmt}", np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        assert check_image(str(good)) == ({"jpeg": 0, "png": 4, "bmp": 5, "gif": 5}[fmt], "")
+        data = bytearray(good.read_bytes())
+        if how == "truncated":
+            data = data[: len(data) * 2 // 3]
+        else:
+            data[len(data) // 2] ^= 0xFF  # one flipped byte inside the image data
+        path.write_bytes(bytes(data))
     code, why = check_image(str(path))
     assert code is None and reason in why
+
+
+def test_jpeg_decode_scale_follows_the_target(tmp_path):
+    good = save(tmp_path / "a.jpg", np.zeros((64, 80, 3), np.uint8))
+    assert check_image(str(good), target=(64, 64)) == (0, "")  # full size
+    assert check_image(str(good), target=(32, 40)) == (1, "")  # 1/2
+    assert check_image(str(good), target=(16, 16)) == (2, "")  # 1/4
+    assert check_image(str(good), target=(8, 8)) == (3, "")  # 1/8

@@ -3,11 +3,12 @@
 Design, for folders of any size:
 - Listing walks the folder with `os.scandir` (no stat of every file).
 - A pre-flight check reads each file's first bytes (JPEG, PNG, GIF or BMP
-  by content, whatever the extension says), has Pillow parse the header
-  and `verify()` it (PNG: every chunk's CRC), and looks for a JPEG's
-  end-of-image marker, in a thread pool. Corrupt or non-image files are
-  found before training and skipped (listed in the notes), or are an error
-  with `data.strict`. This costs a few milliseconds per 100 files.
+  by content, whatever the extension says) and walks its structure without
+  decoding pixels (JPEG: markers to the frame header and the end-of-image
+  marker; PNG: every chunk's CRC; GIF / BMP: Pillow's `verify()`), in a
+  thread pool. Corrupt or non-image files are found before training and
+  skipped (listed in the notes), or are an error with `data.strict`. It
+  also reads each image's size, which picks the JPEG decode scale.
 - Training streams the folder: the file names (a string tensor) are
   shuffled, not the images, and a parallel `tf.data` map reads, decodes and
   resizes each file. Nothing per epoch runs in Python, and memory does not
@@ -22,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +61,91 @@ def sniff_format(head: bytes) -> Optional[str]:
     return None
 
 
+class _Bad(Exception):
+    """A file that is not a decodable image; the message says why."""
+
+
+def _jpeg_size(f) -> tuple[int, int]:
+    """(height, width) from a JPEG's frame header, walking the markers."""
+    f.seek(2)
+    while True:
+        byte = f.read(1)
+        if not byte:
+            raise _Bad("truncated JPEG (no frame header)")
+        if byte != b"\xff":
+            raise _Bad("corrupt JPEG (no marker where one should be)")
+        marker = f.read(1)
+        while marker == b"\xff":  # fill bytes
+            marker = f.read(1)
+        if not marker:
+            raise _Bad("truncated JPEG (no frame header)")
+        code = marker[0]
+        if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a length
+            continue
+        if code in (0xD9, 0xDA):
+            raise _Bad("corrupt JPEG (image data before its frame header)")
+        raw = f.read(2)
+        if len(raw) < 2:
+            raise _Bad("truncated JPEG (no frame header)")
+        length = int.from_bytes(raw, "big")
+        if length < 2:
+            raise _Bad("corrupt JPEG (bad segment length)")
+        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) hold the size.
+        if 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):
+            frame = f.read(5)
+            if len(frame) < 5:
+                raise _Bad("truncated JPEG (frame header cut short)")
+            return int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
+        f.seek(length - 2, os.SEEK_CUR)
+
+
+def _png_size(f) -> tuple[int, int]:
+    """(height, width) from a PNG's IHDR, after checking every chunk's
+    CRC up to IEND (what libpng rejects mid-epoch)."""
+    f.seek(8)
+    size = None
+    while True:
+        head = f.read(8)
+        if len(head) < 8:
+            raise _Bad("truncated PNG (no end chunk)")
+        length, kind = int.from_bytes(head[:4], "big"), head[4:]
+        data = f.read(length)
+        crc = f.read(4)
+        if len(data) < length or len(crc) < 4:
+            raise _Bad(f"truncated PNG (in a {kind.decode('latin-1')} chunk)")
+        if zlib.crc32(kind + data) != int.from_bytes(crc, "big"):
+            raise _Bad(f"corrupt PNG (bad checksum in a {kind.decode('latin-1')} chunk)")
+        if size is None:
+            if kind != b"IHDR" or length < 8:
+                raise _Bad("corrupt PNG (no header chunk)")
+            size = int.from_bytes(data[4:8], "big"), int.from_bytes(data[:4], "big")
+        if kind == b"IEND":
+            return size
+
+
+def _pillow_size(f, fmt: str) -> tuple[int, int]:
+    """(height, width) of a GIF or BMP, as Pillow parses and verifies it."""
+    from PIL import Image
+
+    f.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning etc.
+            with Image.open(f, formats=[fmt.upper()]) as im:
+                width, height = im.size
+                im.verify()
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad data
+        raise _Bad(f"corrupt {fmt.upper()} ({exc})") from None
+    return height, width
+
+
 def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Optional[int], str]:
     """Check that a file is an image TensorFlow can decode, cheaply.
+
+    JPEG: the markers up to the frame header, and the end-of-image marker
+    (a truncated JPEG lacks it and would fail mid-epoch). PNG: every chunk
+    and its CRC up to the end chunk. GIF: its trailer, then Pillow. BMP:
+    its declared size, then Pillow. No pixels are decoded.
 
     Args:
         path: the file.
@@ -70,9 +155,6 @@ def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Opti
     Returns:
         (decoder code, "") for a good file, or (None, what is wrong).
     """
-    from PIL import Image
-
-    fmt = None
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -83,38 +165,36 @@ def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Opti
                 return None, "not a JPEG, PNG, GIF or BMP image"
             size = f.seek(0, os.SEEK_END)
             if fmt == "jpeg":
-                # A truncated JPEG parses but fails to decode mid-epoch; its
-                # end-of-image marker is missing (allow trailing bytes).
-                f.seek(max(0, size - 4096))
+                f.seek(max(0, size - 4096))  # allow trailing bytes after it
                 if b"\xff\xd9" not in f.read():
                     return None, "truncated JPEG (no end-of-image marker)"
-            elif fmt == "bmp":
+                height, width = _jpeg_size(f)
+            elif fmt == "png":
+                height, width = _png_size(f)
+            elif fmt == "gif":
+                f.seek(size - 1)
+                if f.read(1) != b";":
+                    return None, "truncated GIF (no trailer)"
+                height, width = _pillow_size(f, fmt)
+            else:
                 declared = int.from_bytes(head[2:6], "little")
                 if declared and size < declared:
                     return None, f"truncated BMP ({size} of {declared} bytes)"
-            f.seek(0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # DecompressionBombWarning etc.
-                with Image.open(f, formats=[fmt.upper()]) as im:
-                    width, height = im.size
-                    im.verify()
-            if width < 1 or height < 1:
-                return None, "image has no pixels"
-            if fmt == "jpeg" and target is not None:
-                # libjpeg can scale by 1/2, 1/4 or 1/8 while decoding (in
-                # the DCT domain): a large photo then costs a fraction of a
-                # full decode, and the scaled image is properly low-passed,
-                # so the bilinear resize after it aliases less. Scale only
-                # as far as the image stays at least the target size.
-                fits = [k for k, r in enumerate(JPEG_SCALES)
-                        if height // r >= target[0] and width // r >= target[1]]
-                return JPEG + (fits[-1] if fits else 0), ""
+                height, width = _pillow_size(f, fmt)
+    except _Bad as exc:
+        return None, str(exc)
     except OSError as exc:
-        if exc.errno is not None:  # the file system's error, not the data's
-            return None, f"unreadable ({exc.strerror})"
-        return None, f"corrupt {fmt.upper() if fmt else 'file'} ({exc})"
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad data
-        return None, f"corrupt {fmt.upper() if fmt else 'file'} ({exc})"
+        return None, f"unreadable ({exc.strerror or exc})"
+    if width < 1 or height < 1:
+        return None, "image has no pixels"
+    if fmt == "jpeg" and target is not None:
+        # libjpeg can scale by 1/2, 1/4 or 1/8 while decoding (in the DCT
+        # domain): a large photo then costs a fraction of a full decode,
+        # and the scaled image is properly low-passed, so the bilinear
+        # resize after it aliases less. Scale only as far as the image
+        # stays at least the target size.
+        fits = [k for k, r in enumerate(JPEG_SCALES) if height // r >= target[0] and width // r >= target[1]]
+        return JPEG + (fits[-1] if fits else 0), ""
     return _FORMAT_CODES[fmt], ""
 
 
