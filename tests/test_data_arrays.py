@@ -210,3 +210,11 @@ def test_unknown_augmentation_layer_is_located():
     with pytest.raises(ConfigError) as err:
         load_data(raw_cfg({"source": "digits", "augment": ["RandomFlip", "RandomFlp"]}))
     assert err.value.key == "data.augment.1" and "RandomFlip" in str(err.value)
+
+
+def test_image_size_of_a_built_in_image_set_must_match_it():
+    b = load_data(cfg_of({"source": "digits", "image_size": [8, 8], "color_mode": "grayscale"}))
+    assert b.input_shape == (8, 8, 1)
+    with pytest.raises(ConfigError) as err:
+        load_data(cfg_of({"source": "digits", "image_size": [32, 32]}))
+    assert err.value.key == "data.image_size" and "8x8" in str(err.value)

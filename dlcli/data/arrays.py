@@ -95,6 +95,8 @@ def finish(cfg: Any, s: ArraySet) -> DataBundle:
         raise cfg_error(cfg, "data", f"{s.source}: no training samples left after the splits and filters")
 
     spec = dict(s.spec)
+    if s.kind == "image":
+        check_native_image_options(cfg, s.source, spec)
     if s.kind == "vector" and s.standardize is not False:
         mean, std = _fit_standardize(x, s.standardize)
         x, xv, xt = (None if a is None else standardize(a, mean, std) for a in (x, xv, xt))
@@ -146,6 +148,21 @@ def standardize(x: np.ndarray, mean: Any, std: Any) -> np.ndarray:
     training mean."""
     out = (np.asarray(x, np.float64) - np.asarray(mean)) / np.asarray(std)
     return np.nan_to_num(out, nan=0.0).astype(np.float32)
+
+
+def check_native_image_options(cfg: Any, source: str, spec: dict[str, Any]) -> None:
+    """`image_size` resizes image_dir files; a built-in image set has its
+    own size, so a different one in the config would be silently ignored:
+    refuse it instead. (`color_mode` is not checked: saved run configs
+    carry its default, `rgb`, for every source.)
+
+    Raises:
+        ConfigError: at `data.image_size`.
+    """
+    d = cfg.data
+    if d.image_size is not None and list(d.image_size) != list(spec["image_size"]):
+        raise cfg_error(cfg, "data.image_size", f"{source} images are {spec['image_size'][0]}x{spec['image_size'][1]}; "
+                        "image_size resizes image_dir files only", hint=f"remove it, or set {list(spec['image_size'])}")
 
 
 def _select(x: np.ndarray, y: np.ndarray, remap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from dlcli.data._util import cfg_error, did_you_mean, split_indices
-from dlcli.data.arrays import assemble
+from dlcli.data.arrays import assemble, check_native_image_options
 from dlcli.data.bundle import DataBundle
 from dlcli.data.labels import loss_label_mode, loss_name
 from dlcli.data.sources import CTC_DEFAULTS
@@ -112,6 +112,8 @@ def ctc_digits_source(cfg: Any) -> DataBundle:
                         hint="use loss: ctc")
 
     images, labels = digits_arrays()
+    check_native_image_options(cfg, "ctc_digits", {
+        "image_size": [8, 8 * opts["length"] + opts["gap"] * (opts["length"] - 1)]})
     # Disjoint pools of source images, stratified by digit.
     rest, test_pool = split_indices(len(images), d.test_split, seed, labels)
     keep, val_pool = split_indices(len(rest), d.validation_split, seed, labels[rest])

@@ -239,9 +239,11 @@ def is_image_name(name: str) -> bool:
 
 
 def walk_files(folder: str) -> list[str]:
-    """Every non-hidden file under `folder`, recursively, sorted."""
+    """Every non-hidden file under `folder`, recursively (following links,
+    each real folder once), sorted."""
     out: list[str] = []
     stack = [folder]
+    seen = {os.path.realpath(folder)}
     while stack:
         d = stack.pop()
         try:
@@ -252,7 +254,10 @@ def walk_files(folder: str) -> list[str]:
             if e.name.startswith("."):
                 continue
             if e.is_dir(follow_symlinks=True):
-                stack.append(e.path)
+                real = os.path.realpath(e.path)
+                if real not in seen:  # a link back up would loop forever
+                    seen.add(real)
+                    stack.append(e.path)
             elif e.is_file(follow_symlinks=True):
                 out.append(e.path)
     out.sort()
@@ -290,8 +295,8 @@ def list_image_folder(root: Path, wanted: Optional[Callable[[list[str]], list[in
             (`data.classes`); None keeps all, sorted by name.
 
     Raises:
-        DataError: no class folders, a single class, a class without
-            images, or a split folder naming classes that train/ lacks.
+        DataError: no class folders, a single class, folders mixing both
+            layouts, or a split folder naming classes that train/ lacks.
     """
     subs = _subdirs(root)
     split_dirs = {}
