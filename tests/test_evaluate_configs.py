@@ -16,12 +16,25 @@ from typer.testing import CliRunner
 from dlcli.cli import app
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+# Per config: overrides that keep one epoch short on 2 CPU cores and
+# offline (the same as tests/test_train_configs.py): fewer samples or
+# pixels, no ImageNet download; the layers, loss and metrics stay.
+QUICK: dict[str, list[str]] = {
+    "ctc_digits": ["data.ctc.samples=600"],
+    "finetune_cats_dogs": [
+        "model.layers.0.Backbone.weights=null",
+        "data.image_size=[96, 96]",
+        "data.batch_size=8",
+        "finetune.fine_tune_epochs=1",
+    ],
+}
 runner = CliRunner()
 
 
 @pytest.fixture
 def fake_mnist(tmp_path, monkeypatch):
-    """A small random mnist.npz standing in for Keras's download.
+    """Work in tmp_path, with a small random mnist.npz standing in for
+    Keras's download and a generated cats_dogs/ image folder.
 
     Keras's loader checks the file's SHA-256 against the real MNIST and
     re-downloads on a mismatch (impossible offline), so the loader itself is
@@ -30,6 +43,10 @@ def fake_mnist(tmp_path, monkeypatch):
     """
     import keras
 
+    from dlcli.data import make_demo_image_folder
+
+    monkeypatch.chdir(tmp_path)
+    make_demo_image_folder(tmp_path / "cats_dogs", n_per_class=12, size=64, corrupt=False)
     rng = np.random.default_rng(0)
     path = tmp_path / "keras_home" / "datasets" / "mnist.npz"
     path.parent.mkdir(parents=True)
@@ -56,6 +73,14 @@ def _raw_samples(spec: dict, fake_mnist: Path) -> np.ndarray:
     import sklearn.datasets as skd
 
     source = spec["source"]
+    if source == "image_dir":
+        files = sorted(Path(spec["path"]).rglob("*.*"))[:6]
+        return _tf_images(files, spec["image_size"])
+    if source == "ctc_digits":
+        # Strings of handwritten digits side by side, as the source builds them.
+        digits = skd.load_digits().images
+        n = int(spec["ctc"]["length"])
+        return np.stack([np.hstack(digits[i : i + n]) for i in range(0, 6 * n, n)])[..., None].astype(np.float32)
     if source == "mnist":
         with np.load(fake_mnist) as f:
             return f["x_test"][:6].astype(np.float32)
@@ -64,10 +89,22 @@ def _raw_samples(spec: dict, fake_mnist: Path) -> np.ndarray:
     return getattr(skd, f"load_{source}")().data[:6].astype(np.float32)
 
 
+def _tf_images(files, size):
+    import tensorflow as tf
+
+    return np.stack([
+        tf.image.resize(tf.io.decode_image(tf.io.read_file(str(f)), channels=3, expand_animations=False), size).numpy()
+        for f in files
+    ])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_evaluate_and_predict_every_shipped_config(config, tmp_path, fake_mnist):
-    res = runner.invoke(app, ["train", str(config), "--epochs", "1", "--output", str(tmp_path / "runs"), "--json"])
+    args = ["train", str(config), "--epochs", "1", "--output", str(tmp_path / "runs"), "--json"]
+    for override in QUICK.get(config.stem, []):
+        args += ["--set", override]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     trained = json.loads(res.stdout)
     run = Path(trained["run_dir"])
@@ -83,13 +120,15 @@ def test_evaluate_and_predict_every_shipped_config(config, tmp_path, fake_mnist)
     if spec["task"] in ("classification", "binary"):
         assert (run / "plots" / "confusion_matrix.png").is_file()
         assert sum(map(sum, result["confusion_matrix"])) == result["data"]["samples"]
+    elif spec["task"] == "ctc":
+        assert 0.0 <= result["ctc"]["sequence_accuracy"] <= 1.0 and result["ctc"]["character_error_rate"] >= 0
     else:
         assert result["regression"]["mse"] >= 0
 
     x = _raw_samples(spec, fake_mnist)
     np.savez(tmp_path / "inputs.npz", x=x)
     inputs = [str(tmp_path / "inputs.npz")]
-    if spec.get("input_kind") == "image":
+    if spec.get("input_kind") == "image" and spec["source"] != "image_dir":
         from PIL import Image
 
         low, high = spec.get("pixel_range") or (0, 255)
@@ -106,5 +145,7 @@ def test_evaluate_and_predict_every_shipped_config(config, tmp_path, fake_mnist)
     assert not any("error" in r for r in records)
     if spec["task"] in ("classification", "binary"):
         assert all(r["class"] in spec["class_names"] and 0.0 <= r["probability"] <= 1.0 for r in records)
+    elif spec["task"] == "ctc":
+        assert all(set(r["text"]) <= set("0123456789") for r in records)
     else:
         assert all(np.isfinite(r["value"]) for r in records)
