@@ -20,8 +20,11 @@ from dlcli.cli import cmd_export  # noqa: F401,E402  export
 
 def main() -> None:
     """Console-script entry point."""
+    from dlcli.cli.stderr_filter import filtered_native_stderr
+
     quiet_tensorflow()
-    app()
+    with filtered_native_stderr():
+        app()
 
 
 __all__ = ["app", "main"]
