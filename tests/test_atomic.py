@@ -58,6 +58,7 @@ def test_every_run_file_is_renamed_into_place(tmp_path, monkeypatch):
     assert files <= renamed, sorted(str(p) for p in files - renamed)
 
 
+@pytest.mark.slow
 def test_disk_full_during_a_checkpoint_keeps_the_previous_one(runner, app, tmp_path, monkeypatch):
     import keras
 
@@ -111,6 +112,7 @@ def test_disk_full_writing_history_keeps_the_old_history(runner, app, tmp_path, 
     _no_temporaries(run_dir)
 
 
+@pytest.mark.slow
 def test_disk_full_writing_the_final_model_leaves_a_resumable_run(runner, app, tmp_path, monkeypatch):
     import keras
 

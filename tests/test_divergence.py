@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

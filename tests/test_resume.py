@@ -19,6 +19,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Each test trains two or three small runs (10-40 s on 2 busy cores).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 IRIS = ROOT / "configs" / "mlp_iris.yaml"
 # Dropout and a plateau callback whose state matters from epoch to epoch.

@@ -140,6 +140,7 @@ def test_a_named_monitor_makes_the_model_its_best_epoch(runner, app, tmp_path):
     _same_weights(model, run_dir / "checkpoints" / state["best_file"])
 
 
+@pytest.mark.slow
 def test_each_run_gets_a_new_numbered_folder(runner, app, tmp_path):
     args = ["train", str(IRIS), "--epochs", "1", "--quiet", "--output", str(tmp_path / "out")]
     first = runner.invoke(app, args)

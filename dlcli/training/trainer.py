@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dlcli import __version__
-from dlcli.errors import ConfigError, DlcliError, Interrupted, RunError, TrainingError
+from dlcli.errors import DlcliError, Interrupted, RunError, TrainingError
 from dlcli.runs import (
     CONFIG_FILE,
     DATA_SPEC_FILE,
@@ -101,7 +101,7 @@ def train(
 
     from dlcli.data import load_data
     from dlcli.model import build_callbacks, build_model, compile_model
-    from dlcli.training.callbacks import Progress, RunRecorder, SignalGuard, write_history
+    from dlcli.training.callbacks import Progress, RunRecorder, SignalGuard
     from dlcli.training.distribute import describe_strategy, get_strategy, run_fit
 
     # A fresh Keras state makes a run in a long-lived process (the Python
@@ -133,30 +133,10 @@ def train(
     monitor = _monitor(cfg, bundle)
 
     # Everything the user could have got wrong is checked: now write.
-    created: list[Path] = []
-    if resume_dir is not None:
-        run_dir = resume_dir
-        # Put back if the resumed run fails at once (a bad --set).
-        old_files = {f: _read_bytes(run_dir / f) for f in (CONFIG_FILE, DATA_SPEC_FILE)}
-    elif is_chief:
-        run_dir, created = _create_run_dir(output, name or cfg.name or "run")
-        old_files = {}
-    else:
-        import tempfile
-
-        run_dir = Path(tempfile.mkdtemp(prefix="dlcli-worker-"))
-        old_files = {}
     resuming_unfinished = state is not None and not state.finished
     if state is None:
         state = ckpt.TrainState()
-    try:
-        atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
-        atomic_write_json(run_dir / DATA_SPEC_FILE, bundle.spec)
-        if resume_dir is not None:
-            _tidy_resumed_folder(run_dir, state)
-    except OSError as exc:
-        _remove_created(created)
-        raise RunError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}", hint="choose another --output") from None
+    run_dir, created, old_files = _open_run_folder(cfg, bundle, output, name, resume_dir, is_chief, state)
     state.total_epochs = total
     state.finished = False
     if len(phases) > 1 and state.history.get("epoch") and "phase" not in state.history:
@@ -226,39 +206,8 @@ def train(
 
     if failure is not None:
         _raise_failure(failure, cfg, bundle.spec, run_dir, recorder, state, created, old_files)
-    if recorder.bad_monitor is not None:
-        _undo_start(run_dir, created, old_files)
-        import difflib
-
-        close = difflib.get_close_matches(monitor or "", recorder.bad_monitor, n=1)
-        raise cfg.error(
-            "train.monitor",
-            f"{monitor!r} is not a metric of this run",
-            hint=(f"did you mean {close[0]!r}? " if close else "") + f"the metrics are {', '.join(recorder.bad_monitor)}",
-        )
-    if recorder.interrupted:
-        write_history(run_dir, state.history)
-        done = recorder.checkpointed_epoch
-        kept = f"the checkpoint of epoch {done} is kept" if done else "no epoch had completed"
-        raise Interrupted(
-            f"training interrupted ({recorder.interrupted}) in epoch {state.epoch + 1}; {kept} in {run_dir}",
-            hint=f"continue with: dlcli train --resume {run_dir}",
-        )
-    if recorder.diverged:
-        ep, first, last, loss = recorder.diverged
-        if not last:
-            where = f"the end of epoch {ep}"
-        elif first == last:
-            where = f"epoch {ep}, batch {last}"
-        else:
-            # Keras ran these batches in one call (compile.steps_per_execution).
-            where = f"epoch {ep}, in batches {first}-{last}"
-        kept = _keep_last_good_model(model, run_dir, state, recorder.checkpointed_epoch)
-        raise TrainingError(
-            f"training diverged: the loss became {loss} at {where}; {kept}",
-            hint="lower the learning rate (--set compile.optimizer.config.learning_rate=...) or check the data for NaN/inf",
-        )
-
+    if recorder.stop_reason:
+        _raise_stop(recorder, cfg, model, run_dir, state, monitor, created, old_files)
     try:
         metrics = _finish(
             model, cfg, bundle, run_dir, state, monitor, phases, describe_strategy(strategy, cfg), (t_start, t_data)
@@ -371,6 +320,92 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }
+
+
+def _open_run_folder(
+    cfg: Any,
+    bundle: Any,
+    output: str | Path,
+    name: Optional[str],
+    resume_dir: Optional[Path],
+    is_chief: bool,
+    state: ckpt.TrainState,
+) -> tuple[Path, list[Path], dict[str, Optional[bytes]]]:
+    """Create (or reopen, to resume) the run folder and write config.yaml
+    and data_spec.json.
+
+    Returns:
+        (run folder, folders created for it, files a resumed run had
+        before: put back if it fails at its first step).
+
+    Raises:
+        RunError: the folder cannot be created or written.
+    """
+    created: list[Path] = []
+    old_files: dict[str, Optional[bytes]] = {}
+    if resume_dir is not None:
+        run_dir = resume_dir
+        old_files = {f: _read_bytes(run_dir / f) for f in (CONFIG_FILE, DATA_SPEC_FILE)}
+    elif is_chief:
+        run_dir, created = _create_run_dir(output, name or cfg.name or "run")
+    else:
+        import tempfile
+
+        run_dir = Path(tempfile.mkdtemp(prefix="dlcli-worker-"))
+    try:
+        atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
+        atomic_write_json(run_dir / DATA_SPEC_FILE, bundle.spec)
+        if resume_dir is not None:
+            _tidy_resumed_folder(run_dir, state)
+    except OSError as exc:
+        _remove_created(created)
+        raise RunError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}", hint="choose another --output") from None
+    return run_dir, created, old_files
+
+
+def _raise_stop(
+    recorder: Any,
+    cfg: Any,
+    model: Any,
+    run_dir: Path,
+    state: ckpt.TrainState,
+    monitor: Optional[str],
+    created: list[Path],
+    old_files: dict[str, Optional[bytes]],
+) -> None:
+    """Raise the error for a fit that the recorder stopped: a misspelt
+    monitor (exit 2, nothing kept), a signal (exit 130) or a non-finite
+    loss (exit 1)."""
+    if recorder.bad_monitor is not None:
+        _undo_start(run_dir, created, old_files)
+        import difflib
+
+        close = difflib.get_close_matches(monitor or "", recorder.bad_monitor, n=1)
+        raise cfg.error(
+            "train.monitor",
+            f"{monitor!r} is not a metric of this run",
+            hint=(f"did you mean {close[0]!r}? " if close else "") + f"the metrics are {', '.join(recorder.bad_monitor)}",
+        )
+    if recorder.interrupted:
+        done = recorder.checkpointed_epoch
+        kept = f"the checkpoint of epoch {done} is kept" if done else "no epoch had completed"
+        raise Interrupted(
+            f"training interrupted ({recorder.interrupted}) in epoch {state.epoch + 1}; {kept} in {run_dir}",
+            hint=f"continue with: dlcli train --resume {run_dir}",
+        )
+    ep, first, last, loss = recorder.diverged
+    if not last:
+        where = f"the end of epoch {ep}"
+    elif first == last:
+        where = f"epoch {ep}, batch {last}"
+    else:
+        # Keras ran these batches in one call (compile.steps_per_execution).
+        where = f"epoch {ep}, in batches {first}-{last}"
+    kept = _keep_last_good_model(model, run_dir, state, recorder.checkpointed_epoch)
+    raise TrainingError(
+        f"training diverged: the loss became {loss} at {where}; {kept}",
+        hint="lower the learning rate (--set compile.optimizer.config.learning_rate=...) or check the data for NaN/inf",
+    )
 
 
 # -- resume ----------------------------------------------------------------
