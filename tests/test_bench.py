@@ -1,0 +1,76 @@
+"""The benchmark scripts run as a user runs them (`python bench/...`), in a
+tiny mode, and print and save figures that make sense. These check that
+the scripts work, not how fast dlcli is (bench/README.md has the figures)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _run(script: str, *args: str, tmp_path: Path, timeout: int = 900) -> tuple[str, dict]:
+    out = tmp_path / "figures.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--json", str(out)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def _positive(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_cli_latency(tmp_path):
+    text, r = _run("bench_cli.py", "--runs", "1", tmp_path=tmp_path)
+    assert set(r["commands"]) == {"python -c pass", "dlcli --help", "dlcli validate cnn_digits.yaml"}
+    for c in r["commands"].values():
+        assert _positive(c["median_s"]) and c["min_s"] <= c["median_s"]
+    # Starting dlcli costs more than starting Python, as measured.
+    assert r["commands"]["dlcli --help"]["vs_python"] > 1
+    assert r["verdict"] in ("met", "NOT met")
+    assert "dlcli --help" in text and "target <= 0.5s" in text
+
+
+@pytest.mark.slow
+def test_train_throughput_tiny(tmp_path):
+    # One workload (both share the code): plain Keras and dlcli, 3 epochs each.
+    text, r = _run("bench_train.py", "--quick", "--workload", "mlp", "--samples", "600", "--repeats", "1", tmp_path=tmp_path)
+    assert set(r["workloads"]) == {"mlp"}
+    for name, e in r["workloads"].items():
+        assert e["samples"] == 600
+        assert all(_positive(v) for v in e["keras_samples_per_s"] + e["dlcli_samples_per_s"])
+        assert e["ratio"] == pytest.approx(max(e["dlcli_samples_per_s"]) / max(e["keras_samples_per_s"]))
+        assert e["verdict"] == ("met" if e["ratio"] >= e["target"] else "NOT met")
+        assert name in text
+
+
+@pytest.mark.slow
+def test_pipeline_throughput_tiny(tmp_path):
+    text, r = _run("bench_pipeline.py", "--images", "40", "--repeats", "1", tmp_path=tmp_path)
+    assert r["images"] == 40
+    for side in ("keras", "dlcli"):
+        assert all(_positive(v) for v in r[side]["steady_images_per_s"] + r[side]["steady_images_per_cpu_s"])
+    assert _positive(r["ratio"]) and _positive(r["cpu_ratio"])
+    assert "image_dataset_from_directory" in text
+
+
+@pytest.mark.slow
+def test_memory_tiny(tmp_path):
+    text, r = _run("bench_memory.py", "--sizes", "20", "60", tmp_path=tmp_path)
+    assert set(r["sizes"]) == {"20", "60"}
+    for v in r["sizes"].values():
+        # A TensorFlow process: hundreds of MiB, not KiB or bytes.
+        assert 100 < v["peak_rss_mb"] < 20000
+    assert r["ratio"] == pytest.approx(r["sizes"]["60"]["peak_rss_mb"] / r["sizes"]["20"]["peak_rss_mb"])
+    assert "peak memory ratio" in text
