@@ -8,7 +8,9 @@ the result. Nothing here imports TensorFlow at module level, so
 from __future__ import annotations
 
 from dlcli.cli.app import app
-from dlcli.cli.common import quiet_tensorflow
+import sys
+
+from dlcli.cli.common import print_error, quiet_tensorflow
 
 # Each module registers its commands on `app` when imported.
 from dlcli.cli import cmd_config  # noqa: F401,E402  validate, schema, summary
@@ -24,7 +26,27 @@ def main() -> None:
 
     quiet_tensorflow()
     with filtered_native_stderr():
-        app()
+        code = _run_app()
+    sys.exit(code)
+
+
+def _run_app() -> int:
+    """Run the app; a usage mistake is one `error:` line and exit 2."""
+    if len(sys.argv) <= 1:
+        app()  # prints the help (no_args_is_help) and exits
+    try:
+        rv = app(standalone_mode=False)
+    except Exception as exc:  # noqa: BLE001 - only usage errors are handled here
+        # Typer's usage errors (bad option value, unknown command, missing
+        # argument) carry format_message() and exit_code; anything else is a
+        # bug and keeps its traceback.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        cmd = ctx.command_path if ctx is not None else "dlcli"
+        print_error(f"{exc.format_message()} (see '{cmd} --help')")
+        return int(exc.exit_code)
+    return rv if isinstance(rv, int) else 0
 
 
 __all__ = ["app", "main"]
