@@ -129,7 +129,8 @@ def get_multi_worker_strategy(cfg: Any = None) -> tuple[Any, bool]:
         (strategy, is_chief).
 
     Raises:
-        ConfigError: see `cluster_resolver`.
+        ConfigError: see `cluster_resolver`; or TensorFlow already ran in
+            this process.
     """
     import tensorflow as tf
 
@@ -137,9 +138,12 @@ def get_multi_worker_strategy(cfg: Any = None) -> tuple[Any, bool]:
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     except RuntimeError as exc:
-        raise RuntimeError(
-            f"MultiWorkerMirroredStrategy could not start ({exc}); it must be created before any other TensorFlow operation"
-        ) from exc
+        # A Python caller that ran TensorFlow before asking for multi_worker.
+        message = f"MultiWorkerMirroredStrategy cannot start in this process: {exc}"
+        hint = "start multi-worker training in a new process (dlcli train ... --distribute multi_worker)"
+        if cfg is not None and hasattr(cfg, "error"):
+            raise cfg.error("train.distribute", message, hint=hint) from None
+        raise ConfigError(message, key="train.distribute", hint=hint) from None
     return strategy, is_chief(resolver)
 
 
