@@ -3,6 +3,8 @@ per-file errors for bad inputs, up-front errors for wrong kinds."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -144,3 +146,100 @@ def test_ctc_images_become_columns(tmp_path):
     assert x.shape == (1, 24, 8)
     np.testing.assert_allclose(x[0, 8:16], 16.0)  # columns 8..15 lit, in range 0..16
     np.testing.assert_allclose(x[0, :8], 0.0)
+
+
+def _undecodable_png(path, size=(20, 20)):
+    """A PNG whose chunks and checksums are all valid (it passes the
+    pre-flight check) but whose pixel data is not zlib: decoding fails."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", size[1], size[0], 8, 2, 0, 0, 0)
+    pixels = b"not zlib at all" * 8
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+def _one_by_one(spec, files, batch_size):
+    """The expected batches: each file loaded alone, regrouped in order
+    (an error goes with the batch of the next good file)."""
+    out, names, xs, errors = [], [], [], []
+    for f in files:
+        if f.endswith(".txt"):  # not an input on its own; an error in a folder
+            errors.append((f, "not an image file (extension not .jpg, .jpeg, .png, .bmp, .gif)"))
+            continue
+        (n, x, e), = load_inputs(spec, [f], 1)
+        errors += e
+        if n:
+            names += n
+            xs.append(x)
+        if len(names) == batch_size:
+            out.append((names, np.concatenate(xs), errors))
+            names, xs, errors = [], [], []
+    if names or errors:
+        out.append((names, np.concatenate(xs) if xs else None, errors))
+    return out
+
+
+def test_file_that_fails_to_decode_mid_batch_is_an_error_and_the_rest_predicts(demo, tmp_path):
+    b = load_data(cfg_of({"source": "image_dir", "path": str(demo), "image_size": [16, 16]}))
+    folder = tmp_path / "mixed"
+    shutil.copytree(demo / "cats", folder)
+    _undecodable_png(folder / "cat_0002a.png")  # sorts in the middle of the good files
+    _undecodable_png(folder / "zz_last.png")  # and last
+    (folder / "cat_0004.txt").write_text("notes")  # a non-image between images
+    files = sorted(str(p) for p in folder.iterdir())
+    for batch_size in (1, 3, 4, 64):
+        got = list(load_inputs(b.spec, [str(folder)], batch_size))
+        want = _one_by_one(b.spec, files, batch_size)
+        assert [(n, e) for n, _, e in got] == [(n, e) for n, _, e in want]
+        for (_, x, _), (_, wx, _) in zip(got, want):
+            if wx is not None:
+                np.testing.assert_allclose(x, wx, atol=1e-4)
+        errors = dict(e for _, _, es in got for e in es)
+        assert errors[str(folder / "cat_0002a.png")].startswith("cannot decode (Invalid PNG data")
+        assert errors[str(folder / "zz_last.png")].startswith("cannot decode")
+        assert errors[str(folder / "cat_0004.txt")].startswith("not an image file")
+        assert sum(len(n) for n, _, _ in got) == 6
+
+
+def test_images_and_arrays_share_batches_in_input_order(demo, tmp_path):
+    b = load_data(cfg_of({"source": "image_dir", "path": str(demo), "image_size": [16, 16]}))
+    cats = sorted(str(p) for p in (demo / "cats").glob("cat_*"))
+    np.savez(tmp_path / "x.npz", x=np.full((3, 16, 16, 3), 7.0, np.float32))
+    inputs = [cats[0], str(tmp_path / "x.npz"), str(demo / "dogs"), cats[1]]
+    got = list(load_inputs(b.spec, inputs, 4))
+    names = [n for ns, _, _ in got for n in ns]
+    assert names[:4] == [cats[0]] + [f"{tmp_path / 'x.npz'}:{i}" for i in range(3)]
+    assert names[-1] == cats[1] and len(names) == 4 + 6 + 1
+    assert [len(n) for n, _, _ in got] == [4, 4, 3]
+    assert [e[0] for e in got[2][2]] == [str(demo / "dogs" / "notes_renamed.jpg")]
+    assert (got[0][1][1:] == 7.0).all()
+    np.testing.assert_array_equal(got[0][1][0], collect(load_inputs(b.spec, [cats[0]], 1))[1][0])
+
+
+def test_pipeline_failure_falls_back_to_file_by_file(demo, monkeypatch):
+    """Should the pipeline itself fail mid-run (not one file), the files it
+    did not deliver are decoded one by one, in batches, in order."""
+    import tensorflow as tf
+
+    b = load_data(cfg_of({"source": "image_dir", "path": str(demo), "image_size": [16, 16]}))
+    want = list(load_inputs(b.spec, [str(demo)], 3))
+    prefetch = tf.data.Dataset.prefetch
+
+    class FailsAfterOne:
+        def __init__(self, ds):
+            self.ds = ds
+
+        def __iter__(self):
+            it = iter(self.ds)
+            yield next(it)
+            raise tf.errors.UnknownError(None, None, "the pipeline broke")
+
+    monkeypatch.setattr(tf.data.Dataset, "prefetch", lambda self, n: FailsAfterOne(prefetch(self, n)))
+    got = list(load_inputs(b.spec, [str(demo)], 3))
+    assert [(n, e) for n, _, e in got] == [(n, e) for n, _, e in want]
+    for (_, x, _), (_, wx, _) in zip(got, want):
+        np.testing.assert_allclose(x, wx, atol=1e-4)

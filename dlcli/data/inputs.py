@@ -3,6 +3,9 @@
 Every path is checked before the first batch is produced (a missing path or
 a kind of input the model cannot take is an error, nothing half-printed);
 then inputs stream in batches, so memory stays flat however many there are.
+Consecutive image inputs (files and folders) are checked together, then
+read, decoded and preprocessed by one parallel tf.data pipeline, so a
+folder predicts about as fast as a hand-tuned tf.data script would read it.
 A bad individual input (a corrupt image, a CSV row with a word in a numeric
 column) becomes an error entry and is skipped.
 """
@@ -10,7 +13,7 @@ column) becomes an error entry and is skipped.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -19,6 +22,21 @@ from dlcli.errors import DataError
 
 Batch = tuple[list[str], np.ndarray, list[tuple[str, str]]]
 _ARRAY_EXT = (".npz", ".npy")
+_NOT_AN_IMAGE = "not an image file (extension not " + ", ".join(IMAGE_EXTENSIONS) + ")"
+
+
+class _Block(NamedTuple):
+    """Consecutive inputs decoded together: `x[k]` is `names[k]`'s sample;
+    each error `(k, name, message)` came before `names[k]` (k == len(names):
+    after the last)."""
+
+    names: list[str]
+    x: np.ndarray
+    errors: list[tuple[int, str, str]]
+
+
+# One input (name, sample or None, error), or a block of them.
+_Item = Union[tuple[str, Optional[np.ndarray], str], _Block]
 
 
 def _describe(spec: dict) -> str:
@@ -66,46 +84,69 @@ def load_inputs(spec: dict, paths: Sequence[str], batch_size: int = 32) -> Itera
 
 # ---------------------------------------------------------------- batching
 
-def _batches(records: Iterator[tuple[str, Optional[np.ndarray], str]], spec: dict, batch_size: int) -> Iterator[Batch]:
+def _batches(items: Iterator[_Item], spec: dict, batch_size: int) -> Iterator[Batch]:
+    """Regroup inputs into batches of `batch_size` samples; an error goes
+    with the batch of the next sample after it. A block that starts a batch
+    and fills it passes through as it is (no copy)."""
     shape = tuple(spec.get("input_shape") or ())
     names: list[str] = []
     xs: list[np.ndarray] = []
     errors: list[tuple[str, str]] = []
-    for name, x, error in records:
-        if x is None:
-            errors.append((name, error))
-            continue
-        names.append(name)
-        xs.append(x)
-        if len(xs) == batch_size:
-            yield names, np.stack(xs).astype(np.float32), errors
-            names, xs, errors = [], [], []
-    if xs or errors:
-        x = np.stack(xs).astype(np.float32) if xs else np.zeros((0,) + shape, np.float32)
-        yield names, x, errors
+    count = 0
+    for item in items:
+        if isinstance(item, _Block):
+            block_names, block_x, block_errors = item
+        else:
+            name, x, error = item
+            if x is None:
+                errors.append((name, error))
+                continue
+            block_names, block_x, block_errors = [name], x[None], []
+        start, e, n = 0, 0, len(block_names)
+        while start < n:
+            end = min(n, start + batch_size - count)
+            while e < len(block_errors) and block_errors[e][0] < end:
+                errors.append(block_errors[e][1:])
+                e += 1
+            names += block_names[start:end]
+            xs.append(block_x[start:end])
+            count += end - start
+            start = end
+            if count == batch_size:
+                yield names, _join(xs), errors
+                names, xs, errors, count = [], [], [], 0
+        errors += [err[1:] for err in block_errors[e:]]
+    if names or errors:
+        yield names, _join(xs) if xs else np.zeros((0,) + shape, np.float32), errors
 
 
-def _records(spec: dict, plan: list[tuple[str, Path]], batch_size: int) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
-    """(name, sample or None, error) for every input, in order."""
+def _join(xs: list[np.ndarray]) -> np.ndarray:
+    x = xs[0] if len(xs) == 1 else np.concatenate(xs)
+    return x.astype(np.float32, copy=False)
+
+
+def _records(spec: dict, plan: list[tuple[str, Path]], batch_size: int) -> Iterator[_Item]:
+    """Every input, in order: image files in blocks, others one by one."""
     from dlcli.data.images import is_image_name, walk_files
 
-    run: list[str] = []  # consecutive image files, decoded together
+    # Consecutive image files and folders are decoded by one pipeline; a
+    # file in a folder that is not named as an image is an error entry in
+    # its place (it does not break the run).
+    run: list[str] = []
+    not_images: dict[int, str] = {}
     for kind, path in plan:
         if kind == "image":
             run.append(str(path))
         elif kind == "folder":
             for f in walk_files(str(path)):
-                if is_image_name(f):
-                    run.append(f)
-                    continue
-                yield from _image_records(spec, run, batch_size)
-                run = []
-                yield f, None, "not an image file (extension not " + ", ".join(IMAGE_EXTENSIONS) + ")"
+                if not is_image_name(f):
+                    not_images[len(run)] = _NOT_AN_IMAGE
+                run.append(f)
         else:
-            yield from _image_records(spec, run, batch_size)
-            run = []
+            yield from _image_blocks(spec, run, not_images, batch_size)
+            run, not_images = [], {}
             yield from (_csv_records(spec, path) if kind == "csv" else _array_records(spec, path))
-    yield from _image_records(spec, run, batch_size)
+    yield from _image_blocks(spec, run, not_images, batch_size)
 
 
 # ------------------------------------------------------------------ images
@@ -131,40 +172,134 @@ def _decoder(spec: dict):
     return _DECODERS[key]
 
 
-def _image_records(spec: dict, files: list[str], chunk: int) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
-    """Check and decode image files `chunk` at a time (lazily)."""
-    for start in range(0, len(files), chunk):
-        yield from _decode_chunk(spec, files[start : start + chunk])
+def _image_blocks(spec: dict, files: list[str], skip: dict[int, str], chunk: int) -> Iterator[_Block]:
+    """Check, then decode, a run of image files as blocks of `chunk`.
 
+    The pre-flight check runs over the whole run first (bad files become
+    error entries); then ONE tf.data pipeline reads, decodes, resizes and
+    scales the good files in parallel, `chunk` per batch, ahead of the
+    caller; no Python runs per image but listing its name. `skip` maps
+    positions in `files` that are not to be decoded to their error.
 
-def _decode_chunk(spec: dict, files: list[str]) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
+    Each file's position in the run travels with its image, so a file that
+    passed the check but fails to decode (dropped by the pipeline) shows as
+    a gap, whatever tf.data does with batch boundaries around an error: it
+    is then decoded alone, to become an error entry or, should it decode
+    alone, a sample in its place.
+    """
+    if not files:
+        return
     import tensorflow as tf
 
     from dlcli.data.images import check_images
 
-    codes, bad = check_images(files, target=_image_shape(spec)[:2])
-    reasons = dict(bad)
-    good = [i for i, c in enumerate(codes) if c >= 0]
-    decoded: dict[int, np.ndarray] = {}
+    n = len(files)
+    reasons: dict[int, str] = dict(skip)
+    codes = np.full(n, -1, np.int32)
+    check = np.array([i for i in range(n) if i not in skip], np.int64) if skip else np.arange(n)
+    codes[check], bad = check_images([files[i] for i in check] if skip else files, target=_image_shape(spec)[:2])
+    if bad:
+        why = dict(bad)
+        for i in check[codes[check] < 0]:
+            reasons[int(i)] = why.get(files[i], "unreadable image")
+    good = np.flatnonzero(codes >= 0)
+    failed = np.flatnonzero(codes < 0)  # sorted run positions of error entries
     decode, decode_one = _decoder(spec)
-    if good:
-        ds = tf.data.Dataset.from_tensor_slices(([files[i] for i in good], codes[good]))
-        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(len(good))
+
+    def decode_alone(i: int) -> Optional[np.ndarray]:
         try:
-            batch = next(iter(ds)).numpy()
-            decoded = {i: batch[k] for k, i in enumerate(good)}
-        except tf.errors.OpError:
-            # A file passed the check but does not decode: find it alone.
-            for i in good:
-                try:
-                    decoded[i] = decode_one(tf.constant(files[i]), tf.constant(codes[i], tf.int32)).numpy()
-                except tf.errors.OpError as exc:
-                    reasons[files[i]] = f"cannot decode ({exc.message.splitlines()[0][:200]})"
-    for i, f in enumerate(files):
-        if i in decoded:
-            yield f, _finish_image(spec, decoded[i]), ""
-        else:
-            yield f, None, reasons.get(f, "unreadable image")
+            img = decode_one(tf.constant(files[i]), tf.constant(codes[i], tf.int32)).numpy()
+        except tf.errors.OpError as exc:
+            reasons[i] = f"cannot decode ({_op_reason(exc.message)[:200]})"
+            return None
+        return _finish_image(spec, img)
+
+    def block(upto: int, pos: np.ndarray, x: np.ndarray, lost: np.ndarray) -> _Block:
+        """The block for run positions [done, upto): samples `x` at `pos`,
+        plus `lost` (good files missing from the pipeline's output)."""
+        nonlocal failed
+        if len(lost):
+            alone = {int(i): decode_alone(int(i)) for i in lost}
+            kept = {int(i): x[k] for k, i in enumerate(pos)}
+            kept.update((i, img) for i, img in alone.items() if img is not None)
+            failed = np.union1d(failed, [i for i, img in alone.items() if img is None]).astype(np.int64)
+            pos = np.array(sorted(kept), np.int64)
+            x = np.stack([kept[int(i)] for i in pos]) if len(pos) else x[:0]
+        errs = failed[np.searchsorted(failed, done) : np.searchsorted(failed, upto)]
+        at = np.searchsorted(pos, errs)
+        return _Block([files[i] for i in pos], x,
+                      [(int(k), files[i], reasons.get(int(i), "unreadable image")) for k, i in zip(at, errs)])
+
+    done = 0  # run positions before this one have been yielded
+    g = 0  # good[:g] have been yielded
+    if len(good):
+        paths = files if len(good) == n else [files[i] for i in good]
+        ds = tf.data.Dataset.from_tensor_slices((paths, codes[good], good.astype(np.int64)))
+        ds = ds.map(tf.autograph.experimental.do_not_convert(lambda p, c, i: (decode(p, c), i)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.ignore_errors().batch(chunk)
+        finish = _batch_finisher(spec)
+        if finish is not None:
+            ds = ds.map(tf.autograph.experimental.do_not_convert(lambda x, i: (finish(x), i)))
+        batches = iter(ds.prefetch(2))
+        while True:
+            try:
+                x, pos = next(batches)
+            except StopIteration:
+                break
+            except tf.errors.OpError:
+                # Not a decode error (those are dropped above): stop using
+                # the pipeline; what is left is decoded file by file below.
+                break
+            x, pos = x.numpy(), pos.numpy()
+            upto = int(pos[-1]) + 1
+            g_upto = int(np.searchsorted(good, upto))
+            lost = np.setdiff1d(good[g:g_upto], pos) if g_upto - g != len(pos) else good[:0]
+            yield block(upto, pos, x, lost)
+            done, g = upto, g_upto
+    # Good files the pipeline did not deliver at the end (or at all, had it
+    # failed), `chunk` at a time, then the error entries after the last.
+    empty = np.zeros((0,) + tuple(spec["input_shape"]), np.float32)
+    for k in range(g, len(good), chunk):
+        lost = good[k : k + chunk]
+        upto = int(lost[-1]) + 1
+        yield block(upto, good[:0], empty, lost)
+        done = upto
+    if done < n:
+        yield block(n, good[:0], empty, good[:0])
+
+
+def _op_reason(message: str) -> str:
+    """The reason in a TensorFlow op error's message ('Invalid PNG data,
+    size 177'), without the graph trace around it."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if not line.startswith(("Graph execution error", "Detected at node", "File ", "[[")):
+            return line.split(" [[", 1)[0].split(" [Op:", 1)[0].strip()
+    return lines[0] if lines else "unknown error"
+
+
+def _batch_finisher(spec: dict):
+    """Decoded 0..255 pixel batches -> the training input (as `_finish_image`,
+    in TensorFlow); None when that is the identity."""
+    import tensorflow as tf
+
+    low, high = spec.get("pixel_range") or (0.0, 255.0)
+    scale = (low, high) != (0.0, 255.0)
+    if not scale and not spec.get("sequence"):
+        return None
+    low32, step32 = tf.constant(low, tf.float32), tf.constant((high - low) / 255.0, tf.float32)
+
+    def finish(x):
+        if scale:
+            x = low32 + x * step32
+        if not spec.get("sequence"):
+            return x
+        if spec.get("sequence_axis") == "width":
+            return tf.transpose(x[..., 0], [0, 2, 1])
+        return tf.reshape(x, [-1, x.shape[1], x.shape[2] * x.shape[3]])
+
+    return finish
 
 
 def _finish_image(spec: dict, img: np.ndarray) -> np.ndarray:
