@@ -215,4 +215,5 @@ def assemble(
         num_val=spec["counts"]["val"],
         num_test=spec["counts"]["test"],
         representative=representative,
+        rng_variables=list(getattr(augment, "rng_variables", [])),
     )

@@ -41,6 +41,9 @@ class DataBundle:
             `blank_index`, `mask_index` (both 0), `label_offset` (1: digit
             d is class d + 1), `max_label_length`, `min_label_length`.
         num_train / num_val / num_test: sample counts.
+        rng_variables: the augmentation layers' random-state variables,
+            saved in checkpoints so a resumed run augments as an
+            uninterrupted one would.
         representative: returns up to n unbatched training inputs as a
             numpy array (int8 export calibration, parity checks).
         notes: things the user should see after loading (files skipped,
@@ -57,6 +60,7 @@ class DataBundle:
     num_test: int = 0
     representative: Optional[Callable[[int], np.ndarray]] = None
     notes: list[str] = field(default_factory=list)
+    rng_variables: list[Any] = field(default_factory=list)
 
     @property
     def class_names(self) -> Optional[list[str]]:

@@ -444,8 +444,8 @@ def image_dataset(
         ds = ds.map(load, num_parallel_calls=autotune, deterministic=None if training else True)
     ds = ds.batch(batch_size)
     if training and augment is not None:
-        ds = ds.map(tf.autograph.experimental.do_not_convert(lambda x, y: (augment(x), y)),
-                    num_parallel_calls=autotune, deterministic=True)
+        # Sequential, for repeatable augmentation (see pipeline.array_dataset).
+        ds = ds.map(tf.autograph.experimental.do_not_convert(lambda x, y: (augment(x), y)))
     return ds.prefetch(autotune)
 
 
@@ -597,4 +597,5 @@ def image_dir_source(cfg: Any) -> DataBundle:
         num_test=spec["counts"]["test"],
         representative=representative,
         notes=notes,
+        rng_variables=list(getattr(augment, "rng_variables", [])),
     )

@@ -46,7 +46,9 @@ def array_dataset(
     if x.dtype != np.float32:
         ds = ds.map(plain(lambda a, b: (tf.cast(a, tf.float32), b)), num_parallel_calls=AUTOTUNE, deterministic=True)
     if training and augment is not None:
-        ds = ds.map(plain(lambda a, b: (augment(a), b)), num_parallel_calls=AUTOTUNE, deterministic=True)
+        # Sequential: the augmentation layers' seed state advances once per
+        # batch in batch order, so augmented runs repeat (and resume) exactly.
+        ds = ds.map(plain(lambda a, b: (augment(a), b)))
     return ds.prefetch(AUTOTUNE)
 
 
@@ -98,6 +100,13 @@ def build_augmenter(cfg: Any) -> Optional[Callable]:
     def augment(x):
         return model(x, training=True)
 
+    # The layers' SeedGenerator states: checkpoints save and restore them.
+    augment.rng_variables = [
+        value.state
+        for layer in model.layers
+        for value in vars(layer).values()
+        if isinstance(value, keras.random.SeedGenerator)
+    ]
     return augment
 
 
