@@ -435,7 +435,14 @@ def apply_overrides(data: dict, positions: Positions, overrides: Sequence[str]) 
         segments = path_text.split(".")
         if segments[0] == "extends":
             raise ConfigError("extends cannot be overridden with --set", key=SET_SOURCE)
-        value, vpos = parse_yaml(value_text, SET_SOURCE)
+        try:
+            value, vpos = parse_yaml(value_text, SET_SOURCE)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{path_text}: the value {value_text!r} is not valid YAML ({exc.message.removeprefix('invalid YAML: ')})",
+                key=SET_SOURCE,
+                hint="quote strings that hold YAML punctuation, e.g. --set 'name=\"a: b\"'",
+            ) from None
         _set_path(data, positions, segments, path_text, value, vpos, Config)
 
 
