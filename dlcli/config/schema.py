@@ -87,7 +87,7 @@ class TrainConfig(_Section):
     mixed_precision: Literal["none", "mixed_float16", "mixed_bfloat16"] = Field("none", description="Keras mixed precision policy (GPUs).")
     scale_learning_rate: bool = Field(False, description="Multiply the learning rate by the number of replicas when distributed.")
     class_weight: Optional[Union[Literal["balanced"], dict[Union[int, str], float]]] = Field(None, description="Class weights, or balanced.")
-    monitor: Optional[str] = Field(None, description="Metric that picks the best model (default val_loss when there is validation data).")
+    monitor: Optional[str] = Field(None, description="Metric whose best epoch becomes model.keras (e.g. val_accuracy). Unset: model.keras is the last epoch, and the best val_loss epoch is only reported in metrics.json.")
     checkpoint_every: int = Field(1, ge=1, description="Write a resumable checkpoint every N epochs.")
     verbose: Literal["auto", "progress", "lines", "none"] = Field("auto", description="Progress display: auto (bars on a terminal, lines in a pipe).")
 
