@@ -14,8 +14,10 @@ arrays with Keras's defaults; dlcli is `dlcli train CONFIG` with its
 defaults (which also write a checkpoint and history.csv every epoch).
 Throughput is training samples per second from the end of epoch 1 to the
 end of the last epoch, so start-up, tracing and compilation are left out
-and everything done per epoch is counted. Each side runs in fresh
-processes, alternating; the best of the repeats counts.
+and everything done per epoch is counted; it is given per wall-clock
+second and (Linux) per CPU-second of the process, the figure that load
+from other processes disturbs least. Each side runs in fresh processes,
+alternating; the best of the repeats counts.
 
 `--knobs` also measures dlcli with single speed settings changed
 (steps_per_execution, jit_compile, data.cache, mixed precision), to show
