@@ -320,39 +320,7 @@ def finetune_config(
                               hint="e.g. dlcli finetune --base mobilenet cats_dogs/")
 
     # 1. Generated defaults.
-    file_classes = (file_data.get("data") or {}).get("classes") if isinstance(file_data.get("data"), dict) else None
-    if isinstance(file_classes, list) and file_classes:
-        num_classes: Optional[int] = len(file_classes)
-    elif data_dir is not None:
-        num_classes = len(count_classes(data_dir))
-    else:
-        num_classes = None  # the model builder fills `num_classes` in from the data
-    head, loss = head_layers(info, num_classes)
-    data_label = Path(data_dir).expanduser().resolve().name if data_dir is not None else str(file_data["data"]["source"])
-    generated: dict[str, Any] = {
-        "name": f"{info.label}_{data_label}",
-        "data": {"validation_split": VALIDATION_SPLIT},
-        "model": {"layers": [{"Backbone": dict(info.backbone)}, *head]},
-        "compile": {
-            "loss": loss,
-            "optimizer": {"class_name": "adam", "config": {"learning_rate": DEFAULT_LEARNING_RATE}},
-            "metrics": ["accuracy"],
-        },
-        "train": {"epochs": DEFAULT_EPOCHS},
-        "finetune": {
-            "fine_tune_epochs": DEFAULT_FINE_TUNE_EPOCHS,
-            "unfreeze": DEFAULT_UNFREEZE,
-            "learning_rate_factor": LEARNING_RATE_FACTOR,
-        },
-    }
-    if data_dir is not None:
-        size = info.image_size or (224, 224)
-        generated["data"].update(
-            source="image_dir",
-            image_size=[int(size[0]), int(size[1])],
-            color_mode="grayscale" if info.channels == 1 else "rgb",
-            augment=copy.deepcopy(DEFAULT_AUGMENT),
-        )
+    generated = _defaults(info, data_dir, file_data)
 
     # 2. The --config file, over the defaults (its positions kept for errors).
     merged = deep_merge(generated, file_data)
@@ -420,6 +388,45 @@ def finetune_config(
     cfg = build_config(merged, positions, source)
     check_config(cfg)
     return cfg
+
+
+def _defaults(info: BaseModel, data_dir: Optional[PathLike], file_data: dict[str, Any]) -> dict[str, Any]:
+    """The generated config: the backbone, a head for the classes found, the
+    optimizer, the two phases, and for an image folder its data section."""
+    file_classes = file_data["data"].get("classes") if isinstance(file_data.get("data"), dict) else None
+    if isinstance(file_classes, list) and file_classes:
+        num_classes: Optional[int] = len(file_classes)
+    elif data_dir is not None:
+        num_classes = len(count_classes(data_dir))
+    else:
+        num_classes = None  # the model builder fills `num_classes` in from the data
+    head, loss = head_layers(info, num_classes)
+    data_label = Path(data_dir).expanduser().resolve().name if data_dir is not None else str(file_data["data"]["source"])
+    generated: dict[str, Any] = {
+        "name": f"{info.label}_{data_label}",
+        "data": {"validation_split": VALIDATION_SPLIT},
+        "model": {"layers": [{"Backbone": dict(info.backbone)}, *head]},
+        "compile": {
+            "loss": loss,
+            "optimizer": {"class_name": "adam", "config": {"learning_rate": DEFAULT_LEARNING_RATE}},
+            "metrics": ["accuracy"],
+        },
+        "train": {"epochs": DEFAULT_EPOCHS},
+        "finetune": {
+            "fine_tune_epochs": DEFAULT_FINE_TUNE_EPOCHS,
+            "unfreeze": DEFAULT_UNFREEZE,
+            "learning_rate_factor": LEARNING_RATE_FACTOR,
+        },
+    }
+    if data_dir is not None:
+        size = info.image_size or (224, 224)
+        generated["data"].update(
+            source="image_dir",
+            image_size=[int(size[0]), int(size[1])],
+            color_mode="grayscale" if info.channels == 1 else "rgb",
+            augment=copy.deepcopy(DEFAULT_AUGMENT),
+        )
+    return generated
 
 
 def _backbone_index(layers: Any) -> Optional[int]:
