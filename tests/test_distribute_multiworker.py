@@ -285,7 +285,8 @@ def test_two_workers_match_one_process(tmp_path):
     # Only the chief wrote a run folder under --output.
     assert sorted(str(p.relative_to(tmp_path / "multi")) for p in (tmp_path / "multi").glob("*/*")) == ["mw/1"]
     assert Path(chief["run_dir"]) == Path("multi/mw/1")
-    assert not str(other["run_dir"]).startswith("multi")
+    # The other worker's scratch folder is gone once it finished.
+    assert not str(other["run_dir"]).startswith("multi") and not Path(other["run_dir"]).exists()
 
     dist = chief["distribution"]
     assert (dist["strategy"], dist["workers"], dist["replicas"]) == ("MultiWorkerMirroredStrategy", 2, 2)
