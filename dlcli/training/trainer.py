@@ -102,7 +102,7 @@ def train(
     from dlcli.data import load_data
     from dlcli.model import build_callbacks, build_model, compile_model
     from dlcli.training.callbacks import Progress, RunRecorder, SignalGuard
-    from dlcli.training.distribute import describe_strategy, get_strategy, run_fit
+    from dlcli.training.distribute import get_strategy, run_fit, scale_learning_rate, steps_per_epoch
 
     # A fresh Keras state makes a run in a long-lived process (the Python
     # API, tests) start exactly like one in a new process.
@@ -122,6 +122,7 @@ def train(
         model = build_model(cfg, bundle.input_shape, num_classes=bundle.num_classes)
         check_output_matches_data(model, cfg, bundle.spec)
         compile_model(model, cfg)
+        scale_learning_rate(model, strategy, cfg)
         if state is not None and state.phase > 1:
             _enter_fine_tune_phase(model, cfg)
         if state is not None:
@@ -148,7 +149,7 @@ def train(
             **{k: v for k, v in state.history.items() if k != "epoch"},
         }
 
-    _position_training_data(bundle.train, model, state, phases)
+    _position_training_data(bundle.train, model, state, phases, strategy)
 
     recorder = RunRecorder(
         run_dir,
@@ -167,7 +168,7 @@ def train(
         has_validation=bundle.val is not None,
         data_rng=_data_rng(bundle),
     )
-    progress_cb = Progress(_progress_mode(progress, cfg), total, _cardinality(bundle.train), console, recorder)
+    progress_cb = Progress(_progress_mode(progress, cfg), total, steps_per_epoch(bundle.train, strategy), console, recorder)
     failure: Optional[BaseException] = None
 
     with SignalGuard(recorder):
@@ -195,6 +196,7 @@ def train(
                         callbacks=[*user_callbacks, recorder, progress_cb],
                         class_weight=class_weight,
                         verbose=0,
+                        per_replica_batch=cfg.data.batch_size,
                     )
             except KeyboardInterrupt:
                 recorder.interrupted = recorder.interrupted or "SIGINT"
@@ -210,10 +212,16 @@ def train(
         _raise_stop(recorder, cfg, model, run_dir, state, monitor, created, old_files)
     try:
         metrics = _finish(
-            model, cfg, bundle, run_dir, state, monitor, phases, describe_strategy(strategy, cfg), (t_start, t_data)
+            model, cfg, bundle, run_dir, state, monitor, phases, strategy, (t_start, t_data)
         )
     except OSError as exc:
         raise _write_error(exc, run_dir) from None
+    if not is_chief and resume_dir is None:
+        # A non-chief worker's folder was scratch space: the chief's run
+        # folder is the run's record.
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
     return TrainResult(run_dir=run_dir, metrics=metrics, history=state.history, resumed=resume_dir is not None)
 
 
@@ -225,13 +233,14 @@ def _finish(
     state: ckpt.TrainState,
     monitor: Optional[str],
     phases: list[tuple[int, int]],
-    distribution: dict[str, Any],
+    strategy: Any,
     times: tuple[float, float],
 ) -> dict[str, Any]:
     """Write model.keras, metrics.json, history and plots of a completed run;
     mark the checkpoint finished last, so a run killed in here is resumed
     (and finished) rather than taken as done."""
     from dlcli.training.callbacks import write_history
+    from dlcli.training.distribute import describe_strategy, run_evaluate
 
     total = phases[-1][1]
     # The last epoch's checkpoint (not the best epoch's weights) stays the
@@ -247,7 +256,7 @@ def _finish(
 
     test_metrics: dict[str, float] = {}
     if bundle.test is not None:
-        test_metrics = {k: float(v) for k, v in model.evaluate(bundle.test, verbose=0, return_dict=True).items()}
+        test_metrics = run_evaluate(model, strategy, bundle.test, per_replica_batch=cfg.data.batch_size)
     write_history(run_dir, state.history)
     epochs_run = len(state.history.get("epoch", []))
     metrics = {
@@ -273,7 +282,7 @@ def _finish(
             "total": int(model.count_params()),
             "trainable": int(sum(_size(w) for w in model.trainable_weights)),
         },
-        "distribution": distribution,
+        "distribution": describe_strategy(strategy, cfg),
         "timings": {
             "total_s": round(time.perf_counter() - times[0], 3),
             "load_data_s": round(times[1], 3),
@@ -467,7 +476,9 @@ def _tidy_resumed_folder(run_dir: Path, state: ckpt.TrainState) -> None:
         (run_dir / HISTORY_FILE).unlink(missing_ok=True)
 
 
-def _position_training_data(ds: Any, model: Any, state: ckpt.TrainState, phases: list[tuple[int, int]]) -> None:
+def _position_training_data(
+    ds: Any, model: Any, state: ckpt.TrainState, phases: list[tuple[int, int]], strategy: Any = None
+) -> None:
     """Make the next epoch see the batches, in the order, that it would
     have seen had the run never stopped.
 
@@ -485,7 +496,11 @@ def _position_training_data(ds: Any, model: Any, state: ckpt.TrainState, phases:
     per_epoch = 2 if _cardinality(ds) is not None else 1
     # Keras records the strategy a model was built under; fit then peeks
     # at one batch per call (`_maybe_symbolic_build`).
-    per_fit = 1 if getattr(model, "_distribute_strategy", None) is not None else 0
+    # dlcli's multi-worker loop (distribute.run_fit) builds without a peek.
+    import tensorflow as tf
+
+    own_loop = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    per_fit = 1 if getattr(model, "_distribute_strategy", None) is not None and not own_loop else 0
     n = state.epoch * per_epoch + (_phase_of(phases, state.epoch) - 1) * per_fit
     for _ in range(n):
         iter(ds)
