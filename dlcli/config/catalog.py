@@ -719,6 +719,19 @@ def backbone_target(name: str) -> Optional[str]:
 def _check_backbone(kwargs: dict[str, Any], key_path: str, cfg: Optional["Config"]) -> None:
     cat = get_catalog()
     name = kwargs.get("name")
+    weights = kwargs.get("weights")
+    if (
+        isinstance(weights, str)
+        and weights.lower() not in {"imagenet", "none", "null", "random", ""}
+        and not weights.endswith(".h5")
+    ):
+        # A dlcli run folder or .keras file as the backbone: the builder
+        # reads the model from there (existence is checked when it builds).
+        allowed = ["name", "weights", "trainable", "fine_tune_at", "preprocess"]
+        for k in kwargs:
+            if k not in allowed:
+                raise _fail(cfg, f"{key_path}.{k}", f"a Backbone from a run takes no argument '{k}'", one_of(allowed))
+        return
     if not isinstance(name, str) or not name:
         raise _fail(cfg, key_path, "Backbone needs name: a keras.applications model", "for example name: mobilenet_v2")
     allowed = list(BACKBONE_ARGS)
