@@ -277,29 +277,6 @@ def test_shipped_config_is_what_the_documented_command_writes(tmp_path, monkeypa
     assert load_config(shipped).to_dict() == generated.to_dict()
 
 
-def run_backbones_accepted() -> bool:
-    """Whether config validation takes `Backbone: {weights: <run>}` (no name).
-
-    The model builder does (dlcli.model.backbones); dlcli.config.catalog
-    asked for a keras.applications name in every Backbone entry when this
-    was written. Until it accepts a run's weights, the tests below are
-    expected to fail with that error.
-    """
-    from dlcli.config import config_from_dict
-
-    try:
-        config_from_dict({"model": {"layers": [{"Backbone": {"weights": "runs/base/1"}}, "Flatten", {"Dense": {"units": 2}}]}})
-    except ConfigError:
-        return False
-    return True
-
-
-RUN_BACKBONES = pytest.mark.xfail(
-    not run_backbones_accepted(), reason="dlcli.config.catalog requires Backbone.name even for a run's weights", strict=True
-)
-
-
-@RUN_BACKBONES
 def test_a_run_as_base_keeps_its_input_and_its_way_to_vectors(tmp_path):
     import keras
 

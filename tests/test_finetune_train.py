@@ -24,25 +24,6 @@ import pytest  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-
-def run_backbones_accepted() -> bool:
-    """Whether config validation takes `Backbone: {weights: <run>}` (no
-    name), as the model builder does; see test_finetune_config.py."""
-    from dlcli.config import config_from_dict
-    from dlcli.errors import ConfigError
-
-    try:
-        config_from_dict({"model": {"layers": [{"Backbone": {"weights": "runs/base/1"}}, "Flatten", {"Dense": {"units": 2}}]}})
-    except ConfigError:
-        return False
-    return True
-
-
-RUN_BACKBONES = pytest.mark.xfail(
-    not run_backbones_accepted(), reason="dlcli.config.catalog requires Backbone.name even for a run's weights", strict=True
-)
-
-
 IMAGE_SIZE = 128  # a size Keras has MobileNet ImageNet weights for
 IMAGENET_FILE = f"mobilenet_1_0_{IMAGE_SIZE}_tf_no_top.h5"  # keras/src/applications/mobilenet.py
 
@@ -189,7 +170,6 @@ train: {{epochs: 20}}
     return Path(m["run_dir"])
 
 
-@RUN_BACKBONES
 def test_two_phase_fine_tune_of_a_pretrained_run_reaches_high_accuracy(runner, app, tmp_path):
     from dlcli.data import make_demo_image_folder
 

@@ -23,25 +23,6 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-
-def run_backbones_accepted() -> bool:
-    """Whether config validation takes `Backbone: {weights: <run>}` (no
-    name), as the model builder does; see test_finetune_config.py."""
-    from dlcli.config import config_from_dict
-    from dlcli.errors import ConfigError
-
-    try:
-        config_from_dict({"model": {"layers": [{"Backbone": {"weights": "runs/base/1"}}, "Flatten", {"Dense": {"units": 2}}]}})
-    except ConfigError:
-        return False
-    return True
-
-
-RUN_BACKBONES = pytest.mark.xfail(
-    not run_backbones_accepted(), reason="dlcli.config.catalog requires Backbone.name even for a run's weights", strict=True
-)
-
-
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "transfer_experiment.py"
 
 
@@ -52,7 +33,6 @@ def load_script():
     return module
 
 
-@RUN_BACKBONES
 def test_pretrained_features_beat_the_pixels_and_match_training_from_scratch(tmp_path):
     experiment = load_script()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
