@@ -18,6 +18,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    """Write the figure as a PNG atomically and free it."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
 def plot_history(
     history: dict[str, list[float]],
     path: str | Path,
@@ -57,11 +66,7 @@ def plot_history(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_confusion_matrix(
@@ -89,11 +94,7 @@ def plot_confusion_matrix(
             ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=fontsize,
                     color="white" if cm[i, j] > thresh else "black")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_regression(y_true: Any, y_pred: Any, path: str | Path, *, title: str = "Predicted vs true") -> Path:
@@ -113,8 +114,4 @@ def plot_regression(y_true: Any, y_pred: Any, path: str | Path, *, title: str = 
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
