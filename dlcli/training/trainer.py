@@ -115,6 +115,11 @@ def train(
     t0 = time.perf_counter()
     bundle = load_data(cfg)
     t_data = time.perf_counter() - t0
+    if bundle.notes and _progress_mode(progress, cfg) != "none" and is_chief:
+        # What the data check skipped, before training starts (also kept
+        # in metrics.json's data.notes).
+        for note in bundle.notes:
+            print(f"data: {note}", file=sys.stderr, flush=True)
     phases = _phases(cfg)
     total = phases[-1][1]
 
