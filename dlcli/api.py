@@ -125,6 +125,19 @@ def predict(
     return predict_inputs(run, [str(p) for p in inputs], top_k=top_k, batch_size=batch_size, unsafe=unsafe)
 
 
+def finetune(base: Optional[str] = None, data_dir: Optional[Union[str, Path]] = None, **kwargs: Any) -> Any:
+    """Two-phase transfer learning of a backbone (a keras.applications name,
+    a run folder or a .keras file) on an image folder; the keyword options
+    are those of `dlcli finetune`. See dlcli.finetune.
+
+    Returns:
+        `dlcli.training.TrainResult` of the fine-tune run.
+    """
+    from dlcli.finetune import finetune as _finetune
+
+    return _finetune(base, data_dir, **kwargs)
+
+
 def export(run: Union[str, Path], fmt: str, **kwargs: Any) -> dict[str, Any]:
     """Export a run's model (saved_model | tflite | onnx) with a parity
     check; see dlcli.export."""

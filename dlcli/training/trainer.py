@@ -208,8 +208,12 @@ def train(
             except Exception as exc:  # noqa: BLE001 - sorted out just below
                 failure = exc
                 break
-            if recorder.stop_reason or (model.stop_training and state.epoch < end):
+            if recorder.stop_reason:
                 break
+            if model.stop_training and state.epoch < end:
+                if phase_no == len(phases):
+                    break
+                model.stop_training = False  # early stopping ends this phase, not the fine-tune
 
     if failure is not None:
         _raise_failure(failure, cfg, bundle.spec, run_dir, recorder, state, created, old_files)
