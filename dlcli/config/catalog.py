@@ -235,10 +235,19 @@ def _keras_refs(keras: Any, module: Any, private: str, compile_fn: Optional[str]
     else:
         names = _accepted(module.get, candidates)
     # Optimizers resolve a class_name case-insensitively: find out by asking.
+    # Probe with a mIxEd-case spelling no one registers ("BCE" -> "bce" would
+    # hit a function alias), in a fixed order: Keras's object dicts are
+    # built from sets, so their order changes between processes.
+    known = set(dict_names) | set(names)
+
+    def mixed(n: str) -> str:
+        return "".join(c.upper() if i % 2 else c.lower() for i, c in enumerate(n))
+
+    probes = [mixed(n) for n in sorted(dict_names) if mixed(n) not in known]
     case_insensitive = False
-    for name in list(dict_names)[:3]:
+    for name in probes[:3]:
         try:
-            _quiet_call(module.get, {"class_name": name.swapcase(), "config": {}})
+            _quiet_call(module.get, {"class_name": name, "config": {}})
             case_insensitive = True
             break
         except Exception:  # noqa: BLE001
