@@ -48,3 +48,33 @@ def write_file(tmp_path):
         return path
 
     return write
+
+
+def install_fake_mnist(tmp_path, monkeypatch):
+    """A small random mnist.npz in a temporary KERAS_HOME, and Keras's MNIST
+    loader pointed at it (a stand-in file cannot match Keras's checksum).
+
+    Returns:
+        The path of the stand-in mnist.npz.
+    """
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "keras_home" / "datasets" / "mnist.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (300, 28, 28), dtype=np.uint8),
+        y_train=np.arange(300) % 10,
+        x_test=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+        y_test=np.arange(60) % 10,
+    )
+
+    def load_data(path_in_cache="mnist.npz"):
+        with np.load(path) as f:
+            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+
+    monkeypatch.setenv("KERAS_HOME", str(path.parent.parent))
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", load_data)
+    return path

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import install_fake_mnist
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,23 +45,7 @@ def offline_inputs(tmp_path, monkeypatch):
     from dlcli.data import make_demo_image_folder
 
     monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(0)
-    path = tmp_path / "keras_home" / "datasets" / "mnist.npz"
-    path.parent.mkdir(parents=True)
-    np.savez(
-        path,
-        x_train=rng.integers(0, 256, (300, 28, 28), dtype=np.uint8),
-        y_train=np.arange(300) % 10,
-        x_test=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
-        y_test=np.arange(60) % 10,
-    )
-
-    def load_data(path_in_cache="mnist.npz"):
-        with np.load(path) as f:
-            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
-
-    monkeypatch.setenv("KERAS_HOME", str(path.parent.parent))
-    monkeypatch.setattr(keras.datasets.mnist, "load_data", load_data)
+    path = install_fake_mnist(tmp_path, monkeypatch)
     make_demo_image_folder(tmp_path / "cats_dogs", n_per_class=12, size=64)
     return tmp_path
 
