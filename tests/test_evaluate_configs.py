@@ -43,8 +43,6 @@ def fake_mnist(tmp_path, monkeypatch):
     pointed at the fake file; dlcli.data still goes through
     `keras.datasets.mnist.load_data` as it would with the real one.
     """
-    import keras
-
     from dlcli.data import make_demo_image_folder
 
     monkeypatch.chdir(tmp_path)

@@ -40,12 +40,10 @@ QUICK: dict[str, list[str]] = {
 @pytest.fixture
 def offline_inputs(tmp_path, monkeypatch):
     """Work in tmp_path with the offline stand-ins in place."""
-    import keras
-
     from dlcli.data import make_demo_image_folder
 
     monkeypatch.chdir(tmp_path)
-    path = install_fake_mnist(tmp_path, monkeypatch)
+    install_fake_mnist(tmp_path, monkeypatch)
     make_demo_image_folder(tmp_path / "cats_dogs", n_per_class=12, size=64)
     return tmp_path
 
