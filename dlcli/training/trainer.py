@@ -23,7 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from dlcli import __version__
 from dlcli.errors import DlcliError, Interrupted, RunError, TrainingError
@@ -68,6 +68,7 @@ def train(
     resume: Optional[str | Path] = None,
     progress: str = "auto",
     console: Any = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train the model of `cfg` and write a run folder.
 
@@ -80,6 +81,8 @@ def train(
         progress: auto | progress | lines | none (where progress goes, on
             stderr).
         console: a Rich console for progress bars.
+        callbacks: extra Keras callbacks, called after the run's own each
+            epoch (`dlcli tune` reports to Optuna and prunes with one).
 
     Returns:
         A TrainResult with the run folder, final metrics and history.
@@ -198,7 +201,7 @@ def train(
                         validation_data=bundle.val,
                         epochs=end,
                         initial_epoch=max(state.epoch, start),
-                        callbacks=[*user_callbacks, recorder, progress_cb],
+                        callbacks=[*user_callbacks, recorder, progress_cb, *callbacks],
                         class_weight=class_weight,
                         verbose=0,
                         per_replica_batch=cfg.data.batch_size,
