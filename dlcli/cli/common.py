@@ -42,7 +42,20 @@ EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, help=
 ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run folder from its last checkpoint.")]
 UnsafeOpt = Annotated[
     bool,
-    typer.Option("--unsafe", help="Allow model files with arbitrary code (Lambda layers). Only for files you trust."),
+    typer.Option(
+        "--unsafe",
+        help="Trust the run folder / model file completely: import the modules it names and run code it holds "
+        "(Lambda layers). Only for files you trust.",
+    ),
+]
+TrustModuleOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--trust-module",
+        metavar="MODULE",
+        help="Let a run folder / model file use classes from this installed module (and its submodules). "
+        "Repeatable; also DLCLI_TRUSTED_MODULES=mod1,mod2.",
+    ),
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
