@@ -216,4 +216,5 @@ def assemble(
         num_test=spec["counts"]["test"],
         representative=representative,
         rng_variables=list(getattr(augment, "rng_variables", [])),
+        adapt_data=lambda: make(train, False).map(lambda x, y: x),
     )

@@ -48,6 +48,10 @@ class DataBundle:
             numpy array (int8 export calibration, parity checks).
         notes: things the user should see after loading (files skipped,
             missing values filled).
+        adapt_data: returns a fresh batched dataset of the training split's
+            inputs only, in its stored order, unshuffled and unaugmented:
+            what the model's preprocessing layers adapt on
+            (`dlcli.model.adapt`); None falls back to `representative`.
     """
 
     train: Any
@@ -61,6 +65,7 @@ class DataBundle:
     representative: Optional[Callable[[int], np.ndarray]] = None
     notes: list[str] = field(default_factory=list)
     rng_variables: list[Any] = field(default_factory=list)
+    adapt_data: Optional[Callable[[], Any]] = None
 
     @property
     def class_names(self) -> Optional[list[str]]:

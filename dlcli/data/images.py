@@ -598,4 +598,5 @@ def image_dir_source(cfg: Any) -> DataBundle:
         representative=representative,
         notes=notes,
         rng_variables=list(getattr(augment, "rng_variables", [])),
+        adapt_data=lambda: make(train, False).map(lambda x, y: x),
     )

@@ -104,6 +104,7 @@ def train(
 
     from dlcli.data import load_data
     from dlcli.model import build_callbacks, build_model, compile_model
+    from dlcli.model.adapt import adapt_model
     from dlcli.training.callbacks import Progress, RunRecorder, SignalGuard
     from dlcli.training.distribute import get_strategy, run_fit, scale_learning_rate, steps_per_epoch
 
@@ -129,6 +130,7 @@ def train(
     with strategy.scope():
         model = build_model(cfg, bundle.input_shape, num_classes=bundle.num_classes)
         check_output_matches_data(model, cfg, bundle.spec)
+        adapt_model(model, bundle)  # preprocessing layers learn their state before fit
         compile_model(model, cfg)
         scale_learning_rate(model, strategy, cfg)
         if state is not None and state.phase > 1:
