@@ -16,13 +16,11 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from dlcli.data.spec import DataSpec, Standardize
 from dlcli.errors import ConfigError, DataError, RunError
 from dlcli.modelio import RunModel, open_run
 from dlcli.prediction import class_probabilities
 from dlcli.runs import EVALUATION_FILE, PLOTS_DIR, Run, atomic_write_json, resolve_run
-
-# `--data` given as a path: what the path's kind means as a data source.
-_SOURCE_BY_SUFFIX = {".csv": "csv", ".npz": "npz"}
 
 # Data options that would change or subsample what is evaluated: with
 # `--data`, every sample of the given source is evaluated, unaugmented.
@@ -213,7 +211,7 @@ def evaluation_data(rm: RunModel, cfg: Any, data: Optional[str | Mapping[str, An
     return ds, {"source": new_cfg.data.source, "path": new_cfg.data.path, "split": split}
 
 
-def align_to_run(ds: Any, spec: dict[str, Any], rm: RunModel) -> Any:
+def align_to_run(ds: Any, spec: DataSpec, rm: RunModel) -> Any:
     """Make a dataset built from other data speak the run's language.
 
     A data source recomputes its class list, its category columns and its
@@ -228,7 +226,7 @@ def align_to_run(ds: Any, spec: dict[str, Any], rm: RunModel) -> Any:
     import tensorflow as tf
 
     run_spec = rm.spec
-    names = spec.get("class_names")
+    names = spec.class_names
     if rm.inferred and names and rm.class_names and len(names) == len(rm.class_names):
         # A bare .keras file knows no class names: take the data's.
         rm.class_names = [str(n) for n in names]
@@ -237,7 +235,7 @@ def align_to_run(ds: Any, spec: dict[str, Any], rm: RunModel) -> Any:
     feature_fix = _feature_map(spec, run_spec)
     if label_map is None and feature_fix is None:
         return ds
-    mode = spec.get("label_mode")
+    mode = spec.label_mode
 
     def fix(x, y):
         if feature_fix is not None:
@@ -253,24 +251,24 @@ def align_to_run(ds: Any, spec: dict[str, Any], rm: RunModel) -> Any:
     return ds.map(fix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _check_input_shape(spec: dict[str, Any], rm: RunModel) -> None:
+def _check_input_shape(spec: DataSpec, rm: RunModel) -> None:
     want = rm.model.input_shape
-    got = spec.get("input_shape")
+    got = spec.input_shape
     if isinstance(want, list) or got is None:
         return
     want = list(want[1:])
     if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
         # Feature columns are re-aligned below, which may fix the width.
-        if spec.get("feature_names") and rm.spec.get("feature_names"):
+        if spec.feature_names and rm.spec.feature_names:
             return
         raise DataError(f"the data's samples have shape {list(got)} but the model takes {want}")
 
 
-def _label_map(spec: dict[str, Any], rm: RunModel) -> Optional[np.ndarray]:
+def _label_map(spec: DataSpec, rm: RunModel) -> Optional[np.ndarray]:
     """Index i of the data's classes -> the run's index of that class name."""
     if rm.task not in ("classification", "binary"):
         return None
-    names = [str(n) for n in (spec.get("class_names") or [])]
+    names = [str(n) for n in (spec.class_names or [])]
     run_names = rm.class_names or []
     if not names or names == run_names:
         return None
@@ -283,14 +281,14 @@ def _label_map(spec: dict[str, Any], rm: RunModel) -> Optional[np.ndarray]:
     return np.asarray([run_names.index(n) for n in names], dtype=np.int32)
 
 
-def _feature_map(spec: dict[str, Any], run_spec: dict[str, Any]) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _feature_map(spec: DataSpec, run_spec: DataSpec) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(column index, scale, offset) taking the data's encoded features to
     the run's: same columns by name, the run's standardisation."""
-    names, run_names = spec.get("feature_names"), run_spec.get("feature_names")
-    std, run_std = spec.get("standardize"), run_spec.get("standardize")
+    names, run_names = spec.feature_names, run_spec.feature_names
+    std, run_std = spec.standardize, run_spec.standardize
     if names is None or run_names is None:
         if std is not None and run_std is not None and std != run_std:
-            return _restandardise(np.arange(len(std["mean"])), std, run_std)
+            return _restandardise(np.arange(len(std.mean)), std, run_std)
         return None
     if names == run_names and std == run_std:
         return None
@@ -314,14 +312,14 @@ def _feature_map(spec: dict[str, Any], run_spec: dict[str, Any]) -> Optional[tup
     return index, scale, offset
 
 
-def _restandardise(index: np.ndarray, std: Optional[dict], run_std: Optional[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _restandardise(index: np.ndarray, std: Optional[Standardize], run_std: Optional[Standardize]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scale and offset undoing the data's standardisation of column
     `index[j]` and applying the run's to column j: x_run = x * a + b."""
     n = len(index)
-    mean_d = np.asarray(std["mean"], np.float64)[index] if std else np.zeros(n)
-    sd_d = np.asarray(std["std"], np.float64)[index] if std else np.ones(n)
-    mean_r = np.asarray(run_std["mean"], np.float64) if run_std else np.zeros(n)
-    sd_r = np.asarray(run_std["std"], np.float64) if run_std else np.ones(n)
+    mean_d = np.asarray(std.mean, np.float64)[index] if std else np.zeros(n)
+    sd_d = np.asarray(std.std, np.float64)[index] if std else np.ones(n)
+    mean_r = np.asarray(run_std.mean, np.float64) if run_std else np.zeros(n)
+    sd_r = np.asarray(run_std.std, np.float64) if run_std else np.ones(n)
     # Categorical (one-hot) columns are not standardised: the spec keeps a
     # mean 0 / std 1 for them or leaves them out of the mask.
     scale = sd_d / sd_r
@@ -329,7 +327,7 @@ def _restandardise(index: np.ndarray, std: Optional[dict], run_std: Optional[dic
     return index, scale.astype(np.float32), offset.astype(np.float32)
 
 
-def _merge_data(run_data: dict[str, Any], given: dict[str, Any], run_spec: dict[str, Any]) -> dict[str, Any]:
+def _merge_data(run_data: dict[str, Any], given: dict[str, Any], run_spec: DataSpec) -> dict[str, Any]:
     """The run's `data:` section with `given` merged over it.
 
     When the source changes, settings of the old source that do not apply
@@ -341,14 +339,14 @@ def _merge_data(run_data: dict[str, Any], given: dict[str, Any], run_spec: dict[
     if new_source != run_data.get("source"):
         for key in ("path", "classes", "ctc"):
             merged.pop(key, None)
-    if run_spec.get("features") and "features" not in given:
-        merged["features"] = list(run_spec["features"])
-    if run_spec.get("target") and "target" not in given and not merged.get("target"):
-        merged["target"] = run_spec["target"]
-    if run_spec.get("image_size") and "image_size" not in given:
-        merged["image_size"] = list(run_spec["image_size"])
-    if run_spec.get("color_mode") and "color_mode" not in given:
-        merged["color_mode"] = run_spec["color_mode"]
+    if run_spec.features and "features" not in given:
+        merged["features"] = list(run_spec.features)
+    if run_spec.target and "target" not in given and not merged.get("target"):
+        merged["target"] = run_spec.target
+    if run_spec.image_size and "image_size" not in given:
+        merged["image_size"] = list(run_spec.image_size)
+    if run_spec.color_mode and "color_mode" not in given:
+        merged["color_mode"] = run_spec.color_mode
     merged.update(given)
     return merged
 
@@ -360,9 +358,9 @@ def _bare_config(rm: RunModel) -> dict[str, Any]:
     only has to validate.
     """
     data: dict[str, Any] = {}
-    if rm.spec.get("image_size"):
-        data["image_size"] = rm.spec["image_size"]
-        data["color_mode"] = rm.spec.get("color_mode", "rgb")
+    if rm.spec.image_size:
+        data["image_size"] = rm.spec.image_size
+        data["color_mode"] = rm.spec.color_mode or "rgb"
     from dlcli.modelio import saved_compile_config, saved_loss
 
     # The data source shapes labels for the loss (one-hot, 0/1, indices).
@@ -379,15 +377,15 @@ def _bare_config(rm: RunModel) -> dict[str, Any]:
 
 
 def _source_for_path(path: Path) -> str:
-    if path.is_dir():
-        return "image_dir"
-    source = _SOURCE_BY_SUFFIX.get(path.suffix.lower())
+    from dlcli.data.registry import source_for_path
+
+    source = source_for_path(path)
     if source is None:
         raise DataError(
             f"--data {path}: cannot tell what kind of data a {path.suffix or 'suffix-less'} file is",
             hint="pass a folder of images, a .csv or a .npz file, or say source=...,path=...",
         )
-    return source
+    return source.name
 
 
 def _with_source_from_path(d: dict[str, Any]) -> dict[str, Any]:

@@ -13,10 +13,13 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from dlcli.errors import RunError
 from dlcli.runs import CONFIG_FILE, Run, resolve_run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dlcli.data.spec import DataSpec
 
 # Keras's safe-mode refusals all say this (Lambda layers, bare lambdas in a
 # config); matching the phrase keeps us independent of the exact wording.
@@ -127,8 +130,8 @@ class RunModel:
     Attributes:
         run: the resolved run (folder or bare `.keras` file).
         model: the loaded `keras.Model`.
-        spec: the run's data_spec.json, or one inferred from the model for
-            a bare `.keras` file (`inferred` is then True).
+        spec: the run's DataSpec (data_spec.json), or one inferred from
+            the model for a bare `.keras` file (`inferred` is then True).
         task: classification | binary | regression | ctc.
         class_names: one name per class (classification, binary), else None.
         from_logits: the outputs are logits (the loss says `from_logits`),
@@ -137,7 +140,7 @@ class RunModel:
 
     run: Run
     model: Any
-    spec: dict[str, Any]
+    spec: "DataSpec"
     task: str
     class_names: Optional[list[str]]
     from_logits: bool
@@ -163,11 +166,11 @@ def open_run(run: str | Path | Run, *, unsafe: bool = False, compile: bool = Fal
     model = load_model(r.model_path, unsafe=unsafe, compile=compile)
     compile_config = saved_compile_config(r.model_path)
     spec = r.data_spec
-    inferred = not spec
-    if inferred:
+    inferred = spec is None
+    if spec is None:
         spec = infer_spec(model, compile_config)
-    task = spec.get("task") or "classification"
-    names = spec.get("class_names")
+    task = spec.task
+    names = spec.class_names
     if task in ("classification", "binary"):
         width = _output_width(model)
         if not names:
@@ -186,7 +189,7 @@ def open_run(run: str | Path | Run, *, unsafe: bool = False, compile: bool = Fal
     )
 
 
-def infer_spec(model: Any, compile_config: dict[str, Any]) -> dict[str, Any]:
+def infer_spec(model: Any, compile_config: dict[str, Any]) -> "DataSpec":
     """A data spec for a bare `.keras` file, from the model itself.
 
     Images are resized to the model's input height and width (one channel
@@ -217,10 +220,11 @@ def infer_spec(model: Any, compile_config: dict[str, Any]) -> dict[str, Any]:
         else:
             mode = "float"
     from dlcli.data.labels import TASKS
+    from dlcli.data.spec import DataSpec
 
     spec["label_mode"] = mode
     spec["task"] = TASKS.get(mode, "regression")
-    return spec
+    return DataSpec(**spec)
 
 
 def _single_input(model: Any) -> bool:

@@ -125,7 +125,7 @@ class PredictionStream:
         elif self.task == "ctc":
             cols = ["input", "text"]
         else:
-            width = self.run_model.spec.get("target_width") or _flat_width(self.run_model.model)
+            width = self.run_model.spec.target_width or _flat_width(self.run_model.model)
             cols = ["input", "value"] if width in (None, 1) else ["input"] + [f"value_{i}" for i in range(width)]
         return cols + ["error"]
 
@@ -240,7 +240,7 @@ def _ctc_decoder(rm: RunModel):
     """Greedy CTC decoding of a batch of outputs into strings."""
     from dlcli.model import ctc_greedy_decode
 
-    charset = rm.spec.get("charset") or rm.spec.get("class_names") or []
+    charset = rm.spec.charset or rm.spec.class_names or []
 
     def decode(out: np.ndarray) -> list[str]:
         return ["".join(str(charset[i]) if i < len(charset) else "?" for i in seq) for seq in ctc_greedy_decode(out)]

@@ -14,9 +14,12 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from dlcli.errors import RunError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dlcli.data.spec import DataSpec
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.keras"
@@ -159,9 +162,18 @@ class Run:
             raise RunError(f"{p}: unreadable ({exc})") from None
 
     @property
-    def data_spec(self) -> dict[str, Any]:
-        """What predict/evaluate need to preprocess inputs like training did."""
-        return self.read_json(DATA_SPEC_FILE)
+    def data_spec(self) -> Optional["DataSpec"]:
+        """What predict/evaluate need to preprocess inputs like training did
+        (None without a data_spec.json: a bare model file)."""
+        raw = self.read_json(DATA_SPEC_FILE)
+        if not raw:
+            return None
+        from dlcli.data.spec import DataSpec
+
+        try:
+            return DataSpec.read(raw)
+        except ValueError as exc:
+            raise RunError(f"{self.path / DATA_SPEC_FILE}: not a data spec ({str(exc).splitlines()[0]})") from None
 
     @property
     def metrics(self) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def all_inputs(ds) -> np.ndarray:
 def test_digits_images_raw_pixels_and_stratified_splits():
     b = load_data(cfg_of({"source": "digits", "batch_size": 64}))
     assert b.input_shape == (8, 8, 1)
-    assert b.spec["pixel_range"] == [0.0, 16.0]
+    assert b.spec.pixel_range == [0.0, 16.0]
     assert b.class_names == [str(i) for i in range(10)]
     assert (b.num_train, b.num_val, b.num_test) == (1293, 144, 360)
     assert b.num_train + b.num_val + b.num_test == 1797
@@ -83,14 +83,14 @@ def test_vectors_standardised_with_training_stats_recorded():
     x = all_inputs(b.train)
     np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(x.std(axis=0), 1.0, atol=1e-4)
-    stats = b.spec["standardize"]
-    assert len(stats["mean"]) == len(stats["std"]) == 13
-    assert b.spec["features"][0] == "alcohol"
+    stats = b.spec.standardize
+    assert len(stats.mean) == len(stats.std) == 13
+    assert b.spec.features[0] == "alcohol"
     # The recorded stats turn the raw wine data into what training saw.
     from sklearn.datasets import load_wine
 
     raw = load_wine().data
-    scaled = (raw - np.asarray(stats["mean"])) / np.asarray(stats["std"])
+    scaled = (raw - np.asarray(stats.mean)) / np.asarray(stats.std)
     nearest = np.abs(x[:, None, :] - scaled[None]).max(axis=-1).min(axis=1)
     assert nearest.max() < 1e-5  # every training row is a scaled raw row
 
@@ -108,7 +108,7 @@ def test_vectors_standardised_with_training_stats_recorded():
 def test_labels_fit_the_loss(loss, mode, y_shape, y_dtype):
     b = load_data(cfg_of({"source": "iris", "batch_size": 16}, loss=loss))
     _, y = next(iter(b.train))
-    assert b.spec["label_mode"] == mode
+    assert b.spec.label_mode == mode
     assert tuple(y.shape) == y_shape and y.dtype.name == y_dtype
     if mode == "onehot":
         np.testing.assert_array_equal(y.numpy().sum(axis=1), 1.0)
@@ -119,7 +119,7 @@ def test_binary_loss_gives_01_column():
     y = all_labels(b.train)
     assert y.shape == (b.num_train, 1) and y.dtype == np.float32
     assert set(np.unique(y)) == {0.0, 1.0}
-    assert b.spec["task"] == "binary" and b.class_names == ["malignant", "benign"]
+    assert b.spec.task == "binary" and b.class_names == ["malignant", "benign"]
 
 
 def test_binary_loss_on_three_classes_is_a_config_error():
@@ -131,8 +131,8 @@ def test_binary_loss_on_three_classes_is_a_config_error():
 
 def test_diabetes_is_regression_and_refuses_a_classification_loss():
     b = load_data(cfg_of({"source": "diabetes"}, loss="mae"))
-    assert b.spec["task"] == "regression" and b.class_names is None
-    assert b.spec["target_width"] == 1
+    assert b.spec.task == "regression" and b.class_names is None
+    assert b.spec.target_width == 1
     y = all_labels(b.train)
     assert y.dtype == np.float32 and y.max() > 100  # disease progression, not classes
     with pytest.raises(ConfigError) as err:
@@ -157,7 +157,7 @@ def test_samples_per_class_for_few_shot_fine_tuning():
     y = all_labels(b.train)
     assert b.num_train == 100
     np.testing.assert_array_equal(np.bincount(y), [20] * 5)
-    assert b.spec["class_counts"] == [20] * 5
+    assert b.spec.class_counts == [20] * 5
     # Validation and test keep their full size: an honest few-shot score.
     assert b.num_test > 150
 
@@ -169,7 +169,7 @@ def test_limit_caps_training_samples_only():
 
 def test_sequence_gives_rows_of_pixels():
     b = load_data(cfg_of({"source": "digits", "sequence": True}))
-    assert b.input_shape == (8, 8) and b.spec["sequence"] is True
+    assert b.input_shape == (8, 8) and b.spec.sequence is True
     x, _ = next(iter(b.train))
     assert x.shape[1:] == (8, 8)
     with pytest.raises(ConfigError) as err:

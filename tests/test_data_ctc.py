@@ -30,10 +30,10 @@ def test_shapes_counts_and_label_encoding():
     assert b.input_shape == (8, 32, 1)
     assert (b.num_train, b.num_val, b.num_test) == (360, 40, 100)
     spec = b.spec
-    assert spec["task"] == "ctc" and spec["label_mode"] == "ctc"
-    assert spec["blank_index"] == 0 and spec["mask_index"] == 0 and spec["label_offset"] == 1
-    assert spec["max_label_length"] == 4 and spec["num_classes"] == 11
-    assert spec["class_names"][0] == "<blank>" and spec["class_names"][1:] == [str(i) for i in range(10)]
+    assert spec.task == "ctc" and spec.label_mode == "ctc"
+    assert spec.blank_index == 0 and spec.mask_index == 0 and spec.label_offset == 1
+    assert spec.max_label_length == 4 and spec.num_classes == 11
+    assert spec.class_names[0] == "<blank>" and spec.class_names[1:] == [str(i) for i in range(10)]
     x, y = split(b.train)
     assert x.dtype == np.float32 and y.dtype == np.int32 and y.shape == (360, 4)
     assert y.min() >= 1 and y.max() <= 10  # no blank inside a full-length label
@@ -67,7 +67,7 @@ def test_test_strings_use_digit_images_training_never_saw():
     train, test = blocks(split(b.train)[0]), blocks(split(b.test)[0])
     # scikit-learn's digits hold a handful of pixel-identical duplicates.
     assert len(train & test) <= 3
-    assert sum(b.spec["source_pools"].values()) == 1797
+    assert sum(b.spec.source_pools.values()) == 1797
 
 
 def test_seeded():

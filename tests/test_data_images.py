@@ -50,10 +50,10 @@ def demo(tmp_path_factory):
 def test_class_folders_streamed_with_corrupt_files_skipped(demo):
     root, info = demo
     b = load_data(cfg_of(root, validation_split=0.25, test_split=0.25))
-    assert b.class_names == ["cats", "dogs"] and b.spec["layout"] == "classes"
+    assert b.class_names == ["cats", "dogs"] and b.spec.layout == "classes"
     assert b.num_train + b.num_val + b.num_test == 24  # 27 files, 3 broken
     assert (b.num_test, b.num_val) == (6, 5)
-    assert b.spec["skipped"] == 3
+    assert b.spec.skipped == 3
     note = " ".join(b.notes)
     assert "skipped 3 unreadable files" in note
     assert "truncated JPEG" in note and "empty file" in note and "not a JPEG, PNG, GIF or BMP" in note
@@ -64,7 +64,7 @@ def test_class_folders_streamed_with_corrupt_files_skipped(demo):
     assert float(x.numpy().max()) > 100  # raw pixel values, not rescaled
     # Stratified test split: both classes in it.
     assert set(labels_of(b.test)) == {0, 1}
-    assert b.spec["class_counts"] == np.bincount(labels_of(b.train)).tolist()
+    assert b.spec.class_counts == np.bincount(labels_of(b.train)).tolist()
 
 
 def test_strict_mode_fails_on_the_broken_files(demo):
@@ -94,7 +94,7 @@ def test_train_val_test_folders(tmp_path):
             for i in range(n):
                 save(tmp_path / split / c / f"{i}.png", solid(value))
     b = load_data(cfg_of(tmp_path))
-    assert b.spec["layout"] == "splits"
+    assert b.spec.layout == "splits"
     assert (b.num_train, b.num_val, b.num_test) == (12, 4, 6)
     # Every test image keeps its class: a is dark, b is bright.
     for x, y in b.test:

@@ -115,8 +115,8 @@ def test_npz_inputs_for_vector_and_image_sets(tmp_path):
     raw = load_iris().data[:5]
     np.savez(tmp_path / "x.npz", x=raw)
     names, x, _ = collect(load_inputs(b.spec, [str(tmp_path / "x.npz")], 4))
-    stats = b.spec["standardize"]
-    np.testing.assert_allclose(x, (raw - stats["mean"]) / np.asarray(stats["std"]), rtol=1e-5)
+    stats = b.spec.standardize
+    np.testing.assert_allclose(x, (raw - np.asarray(stats.mean)) / np.asarray(stats.std), rtol=1e-5)
     assert names == [f"{tmp_path / 'x.npz'}:{i}" for i in range(5)]
     np.save(tmp_path / "wrong.npy", np.zeros((2, 5)))
     with pytest.raises(DataError, match=r"shape \(5,\), but the model takes \(4,\)"):

@@ -59,7 +59,7 @@ def test_mnist_from_the_keras_cache(keras_home, monkeypatch, capsys):
     b = load_data(cfg)
     assert b.input_shape == (28, 28, 1)
     assert (b.num_train, b.num_val, b.num_test) == (90, 30, 40)
-    assert b.spec["pixel_range"] == [0.0, 255.0] and b.spec["color_mode"] == "grayscale"
+    assert b.spec.pixel_range == [0.0, 255.0] and b.spec.color_mode == "grayscale"
     assert b.class_names == [str(i) for i in range(10)]
     # The set's own test split, in order, as float32 raw 0..255 pixels.
     test_x = np.concatenate([a.numpy() for a, _ in b.test])

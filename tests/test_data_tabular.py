@@ -50,10 +50,10 @@ def test_csv_numeric_standardised_categorical_one_hot(tmp_path):
     path.write_text(CSV)
     b = load_data(csv_cfg(path))
     spec = b.spec
-    assert spec["features"] == ["size", "colour", "weight"]
-    assert spec["numeric"] == ["size", "weight"]
-    assert spec["categorical"] == {"colour": ["blue", "green", "red"]}
-    assert spec["feature_names"] == ["size", "colour=blue", "colour=green", "colour=red", "weight"]
+    assert spec.features == ["size", "colour", "weight"]
+    assert spec.numeric == ["size", "weight"]
+    assert spec.categorical == {"colour": ["blue", "green", "red"]}
+    assert spec.feature_names == ["size", "colour=blue", "colour=green", "colour=red", "weight"]
     assert b.input_shape == (5,)
     assert b.class_names == ["large", "small"]  # sorted
     assert (b.num_train, b.num_test) == (6, 2)
@@ -61,7 +61,7 @@ def test_csv_numeric_standardised_categorical_one_hot(tmp_path):
     # One-hot blocks stay 0/1; numeric columns are scaled by training stats.
     assert set(np.unique(x[:, 1:4])) == {0.0, 1.0}
     np.testing.assert_array_equal(x[:, 1:4].sum(axis=1), 1.0)
-    mean, std = np.asarray(spec["standardize"]["mean"]), np.asarray(spec["standardize"]["std"])
+    mean, std = np.asarray(spec.standardize.mean), np.asarray(spec.standardize.std)
     assert mean[1:4].tolist() == [0.0, 0.0, 0.0] and std[1:4].tolist() == [1.0, 1.0, 1.0]
     raw_sizes = sorted([1.0, 2.0, 3.0, 1.5, 2.5, 0.5, 1.2, 2.8])
     np.testing.assert_allclose(sorted(x[:, 0] * std[0] + mean[0]), raw_sizes, rtol=1e-5)
@@ -81,7 +81,7 @@ def test_csv_regression_target_with_regression_loss(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("a,b,label\n" + "".join(f"{i},{i * 2},{i * 0.5 + 1}\n" for i in range(20)))
     b = load_data(csv_cfg(path, loss="mse"))
-    assert b.spec["task"] == "regression" and b.class_names is None
+    assert b.spec.task == "regression" and b.class_names is None
     _, y = everything(b)
     assert y.dtype == np.float32 and sorted(y.tolist()) == [i * 0.5 + 1 for i in range(20)]
 
@@ -90,7 +90,7 @@ def test_csv_features_subset(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text(CSV)
     b = load_data(csv_cfg(path, features=["weight", "size"]))
-    assert b.input_shape == (2,) and b.spec["features"] == ["weight", "size"]
+    assert b.input_shape == (2,) and b.spec.features == ["weight", "size"]
 
 
 def test_csv_missing_target_column_suggests(tmp_path):
@@ -147,7 +147,7 @@ def test_npz_one_hot_y_becomes_indices(tmp_path):
     np.savez(path, x=np.zeros((30, 2, 2)), y=y)
     b = load_data(cfg_of({"source": "npz", "path": str(path)}))
     assert b.num_classes == 3 and b.input_shape == (2, 2)
-    assert sorted(b.spec["class_counts"]) == sorted(np.bincount(np.concatenate(
+    assert sorted(b.spec.class_counts) == sorted(np.bincount(np.concatenate(
         [c.numpy() for _, c in b.train]), minlength=3).tolist())
 
 

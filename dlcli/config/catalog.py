@@ -1002,15 +1002,10 @@ def check_data(cfg: "Config") -> None:
     Raises:
         ConfigError: an unknown source, or path/target missing.
     """
-    from dlcli.data.sources import FILE_SOURCES, SOURCES
+    from dlcli.data.registry import check_data_keys
 
     data = cfg.data
-    if data.source not in SOURCES:
-        raise _fail(cfg, "data.source", f"unknown data source '{data.source}'", did_you_mean(data.source, SOURCES) or one_of(SOURCES, 20))
-    if data.source in FILE_SOURCES and not data.path:
-        raise _fail(cfg, "data.path", f"data.source {data.source} needs data.path (a {'folder' if data.source == 'image_dir' else 'file'})")
-    if data.source == "csv" and not data.target:
-        raise _fail(cfg, "data.target", "data.source csv needs data.target (the label column)")
+    check_data_keys(cfg)
     for i, raw in enumerate(data.augment):
         entry = parse_entry(raw, f"data.augment.{i}", cfg=cfg, what="augment layer", graph=False)
         check_layer_name(entry.class_name, entry.key_path, cfg=cfg)

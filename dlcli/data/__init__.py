@@ -6,7 +6,8 @@ and export use to repeat the preprocessing). `load_inputs(spec, paths, ...)`
 applies that recorded preprocessing to new files at predict time.
 
 Importing this package is cheap: TensorFlow is imported by the functions
-that need it, so `dlcli validate` can read `SOURCES` without it.
+that need it, so `dlcli validate` can read the source registry
+(`SOURCES`, `dlcli.data.registry`) without it.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from dlcli.data.bundle import DataBundle
-from dlcli.data.sources import (
-    ARRAY_SOURCES,
-    FILE_SOURCES,
-    GENERATED_SOURCES,
+from dlcli.data.registry import (
     IMAGE_EXTENSIONS,
-    KERAS_SOURCES,
-    SKLEARN_SOURCES,
+    READERS,
     SOURCES,
+    Reader,
+    Source,
+    register_reader,
+    register_source,
 )
+from dlcli.data.spec import DataSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -34,12 +36,13 @@ __all__ = [
     "load_data",
     "load_inputs",
     "make_demo_image_folder",
+    "DataSpec",
     "SOURCES",
-    "SKLEARN_SOURCES",
-    "KERAS_SOURCES",
-    "FILE_SOURCES",
-    "GENERATED_SOURCES",
-    "ARRAY_SOURCES",
+    "READERS",
+    "Source",
+    "Reader",
+    "register_source",
+    "register_reader",
     "IMAGE_EXTENSIONS",
 ]
 
@@ -53,8 +56,8 @@ def load_data(cfg: "Config") -> DataBundle:
             every split and shuffle.
 
     Returns:
-        A `DataBundle` with train / val / test datasets and the `spec` saved
-        as `data_spec.json`.
+        A `DataBundle` with train / val / test datasets and the `DataSpec`
+        saved as `data_spec.json`.
 
     Raises:
         ConfigError: a data key that cannot work (unknown source, missing
@@ -68,12 +71,13 @@ def load_data(cfg: "Config") -> DataBundle:
 
 
 def load_inputs(
-    spec: dict, paths: Sequence[str], batch_size: int = 32
+    spec: "DataSpec | dict", paths: Sequence[str], batch_size: int = 32
 ) -> Iterator[tuple[list[str], "np.ndarray", list[tuple[str, str]]]]:
     """Yield batches of predict inputs preprocessed exactly as in training.
 
     Args:
-        spec: the `DataBundle.spec` of the run (`data_spec.json`).
+        spec: the run's `DataSpec` (or the mapping read from its
+            `data_spec.json`).
         paths: image files, folders of images (searched recursively, in
             sorted order), CSV files or NPZ / NPY files.
         batch_size: the most samples per yielded batch.

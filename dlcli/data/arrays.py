@@ -12,6 +12,7 @@ import numpy as np
 from dlcli.data._util import cfg_error, class_filter, per_class_subset, split_indices
 from dlcli.data.bundle import DataBundle
 from dlcli.data.labels import TASKS, choose_label_mode, encode_labels
+from dlcli.data.spec import DataSpec
 
 
 @dataclass
@@ -205,15 +206,16 @@ def assemble(
     def representative(n: int) -> np.ndarray:
         return np.asarray(x_train[:n], dtype=np.float32)
 
+    typed = DataSpec(**spec)
     return DataBundle(
         train=make(train, True),
         val=make(val, False),
         test=make(test, False),
         input_shape=input_shape,
-        spec=spec,
-        num_train=spec["counts"]["train"],
-        num_val=spec["counts"]["val"],
-        num_test=spec["counts"]["test"],
+        spec=typed,
+        num_train=typed.counts.train,
+        num_val=typed.counts.val,
+        num_test=typed.counts.test,
         representative=representative,
         rng_variables=list(getattr(augment, "rng_variables", [])),
         adapt_data=lambda: make(train, False).map(lambda x, y: x),

@@ -3,7 +3,7 @@ diabetes. They ship inside scikit-learn, so they work offline."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return bunch.images.astype(np.float32)[..., None], bunch.target.astype(np.int64)
 
 
-def sklearn_source(cfg: Any, name: str) -> DataBundle:
+def sklearn_source(cfg: Any, name: Optional[str] = None) -> DataBundle:
     """Load one of scikit-learn's bundled sets as a DataBundle.
 
     digits: images (8, 8, 1), pixel values 0..16 kept raw (the model
@@ -32,6 +32,7 @@ def sklearn_source(cfg: Any, name: str) -> DataBundle:
     vectors standardised with the training split's mean and std (recorded in
     the spec). diabetes: standardised vectors, float regression target.
     """
+    name = name or cfg.data.source
     if name == "digits":
         x, y = digits_arrays()
         s = ArraySet(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from dlcli.data.spec import DataSpec
+
 if TYPE_CHECKING:  # numpy costs ~100 ms that `dlcli validate` need not pay
     import numpy as np
 
@@ -21,25 +23,8 @@ class DataBundle:
         test: test batches (the source's own test set or a fixed, seeded
             split), or None.
         input_shape: one sample's shape, without the batch axis.
-        spec: JSON-serialisable description saved as `data_spec.json` in the
-            run folder. Always: `source`, `task` (classification | binary |
-            regression | ctc), `label_mode` (int | onehot | binary | float |
-            ctc), `class_names` (None for regression), `num_classes`,
-            `input_shape`, `input_kind` (image | vector | array), `seed`,
-            `counts` ({train, val, test}); `class_counts` (training samples
-            per class) for classification, `target_width` for regression.
-            Images (image_dir, digits, Keras's sets, ctc_digits):
-            `image_size`, `color_mode`, `pixel_range` ([0, 255], or [0, 16]
-            for scikit-learn's digits), `sequence` (rows as time steps; for
-            ctc_digits `sequence_axis: width`, columns as time steps);
-            image_dir adds `extensions`, `layout`, `path`, `skipped`.
-            Vectors (iris, wine, breast_cancer, diabetes, csv): `features`
-            (input columns, in order), `numeric`, `standardize` ({mean, std},
-            lists over the encoded vector; one-hot entries keep 0 / 1);
-            csv adds `target`, `categorical` (column -> sorted categories)
-            and `feature_names` (the encoded vector's names). ctc_digits:
-            `blank_index`, `mask_index` (both 0), `label_offset` (1: digit
-            d is class d + 1), `max_label_length`, `min_label_length`.
+        spec: the `DataSpec` saved as `data_spec.json` in the run folder
+            (task, classes, input layout, preprocessing to repeat).
         num_train / num_val / num_test: sample counts.
         rng_variables: the augmentation layers' random-state variables,
             saved in checkpoints so a resumed run augments as an
@@ -58,7 +43,7 @@ class DataBundle:
     val: Any
     test: Any
     input_shape: tuple
-    spec: dict[str, Any]
+    spec: DataSpec
     num_train: int = 0
     num_val: int = 0
     num_test: int = 0
@@ -69,12 +54,12 @@ class DataBundle:
 
     @property
     def class_names(self) -> Optional[list[str]]:
-        return self.spec.get("class_names")
+        return self.spec.class_names
 
     @property
     def num_classes(self) -> Optional[int]:
-        return self.spec.get("num_classes")
+        return self.spec.num_classes
 
     @property
     def task(self) -> str:
-        return self.spec.get("task", "classification")
+        return self.spec.task

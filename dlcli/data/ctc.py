@@ -29,7 +29,9 @@ from dlcli.data._util import cfg_error, did_you_mean, split_indices
 from dlcli.data.arrays import assemble, check_native_image_options
 from dlcli.data.bundle import DataBundle
 from dlcli.data.labels import loss_label_mode, loss_name
-from dlcli.data.sources import CTC_DEFAULTS
+
+# Keys of `data.ctc`, with their defaults.
+CTC_DEFAULTS = {"length": 4, "samples": 6000, "min_length": None, "gap": 0}
 
 BLANK = 0
 LABEL_OFFSET = 1
@@ -159,11 +161,12 @@ def ctc_digits_source(cfg: Any) -> DataBundle:
     return assemble(cfg, spec, train, val, test)
 
 
-def decode_labels(labels: np.ndarray, spec: dict) -> list[str]:
+def decode_labels(labels: np.ndarray, spec: Any) -> list[str]:
     """Turn CTC labels (or decoded class sequences) back into digit strings,
     dropping blanks / padding (index 0) and negative fill values."""
-    offset = int(spec.get("label_offset", LABEL_OFFSET))
+    offset = LABEL_OFFSET if spec.label_offset is None else int(spec.label_offset)
+    mask = spec.mask_index or 0
     out = []
     for row in np.asarray(labels):
-        out.append("".join(str(int(v) - offset) for v in row if int(v) > spec.get("mask_index", 0)))
+        out.append("".join(str(int(v) - offset) for v in row if int(v) > mask))
     return out

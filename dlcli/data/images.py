@@ -33,7 +33,8 @@ import numpy as np
 
 from dlcli.data._util import cfg_error, class_filter, per_class_subset, short_list, split_indices
 from dlcli.data.bundle import DataBundle
-from dlcli.data.sources import IMAGE_EXTENSIONS
+from dlcli.data.registry import IMAGE_EXTENSIONS
+from dlcli.data.spec import DataSpec
 from dlcli.errors import DataError
 
 DEFAULT_IMAGE_SIZE = (224, 224)
@@ -591,7 +592,7 @@ def image_dir_source(cfg: Any) -> DataBundle:
         val=make(val, False),
         test=make(test, False),
         input_shape=input_shape,
-        spec=spec,
+        spec=DataSpec(**spec),
         num_train=spec["counts"]["train"],
         num_val=spec["counts"]["val"],
         num_test=spec["counts"]["test"],

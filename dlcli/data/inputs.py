@@ -17,11 +17,11 @@ from typing import Any, Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
-from dlcli.data.sources import IMAGE_EXTENSIONS
+from dlcli.data.registry import IMAGE_EXTENSIONS, Reader, all_suffixes, reader_for_path, readers_for_kind
+from dlcli.data.spec import DataSpec
 from dlcli.errors import DataError
 
 Batch = tuple[list[str], np.ndarray, list[tuple[str, str]]]
-_ARRAY_EXT = (".npz", ".npy")
 _NOT_AN_IMAGE = "not an image file (extension not " + ", ".join(IMAGE_EXTENSIONS) + ")"
 
 
@@ -39,56 +39,45 @@ class _Block(NamedTuple):
 _Item = Union[tuple[str, Optional[np.ndarray], str], _Block]
 
 
-def _describe(spec: dict) -> str:
-    kind = spec.get("input_kind")
-    if kind == "image":
-        return "images (files or folders)"
-    if kind == "vector":
-        return "CSV rows (or NPZ arrays of features)"
-    return "NPZ / NPY arrays"
+def _describe(spec: DataSpec) -> str:
+    return " or ".join(r.what for r in readers_for_kind(spec.input_kind)) or "inputs of no known kind"
 
 
-def load_inputs(spec: dict, paths: Sequence[str], batch_size: int = 32) -> Iterator[Batch]:
+def load_inputs(spec: DataSpec | dict, paths: Sequence[str], batch_size: int = 32) -> Iterator[Batch]:
     """See `dlcli.data.load_inputs`."""
+    spec = DataSpec.read(spec)
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     if not paths:
         raise DataError("no inputs given")
-    kind = spec.get("input_kind")
-    plan: list[tuple[str, Path]] = []
+    plan: list[tuple[Reader, Path]] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
             raise DataError(f"input {raw} does not exist")
-        ext = path.suffix.lower()
-        if path.is_dir() or ext in IMAGE_EXTENSIONS:
-            if kind != "image":
-                raise DataError(f"input {raw} is {'a folder of images' if path.is_dir() else 'an image'}, "
-                                f"but this model takes {_describe(spec)}")
-            plan.append(("folder" if path.is_dir() else "image", path))
-        elif ext == ".csv":
-            if kind != "vector":
-                raise DataError(f"input {raw} is a CSV file, but this model takes {_describe(spec)}")
-            _check_csv_header(spec, path)
-            plan.append(("csv", path))
-        elif ext in _ARRAY_EXT:
-            _check_array(spec, path)
-            plan.append(("array", path))
-        else:
+        reader = reader_for_path(path)
+        if reader is None:
             raise DataError(
-                f"unsupported input {raw}: give image files ({', '.join(IMAGE_EXTENSIONS)}), "
-                "folders of images, .csv or .npz / .npy files"
+                f"unsupported input {raw}: give image files or folders ({', '.join(IMAGE_EXTENSIONS)}), "
+                f"or {', '.join(s for s in all_suffixes() if s not in IMAGE_EXTENSIONS)} files"
             )
+        if spec.input_kind not in reader.accepts:
+            what = ("a folder of images" if path.is_dir() else "an image" if reader.records is None
+                    else f"a {path.suffix[1:].upper()} file")
+            raise DataError(f"input {raw} is {what}, but this model takes {_describe(spec)}")
+        if reader.check:
+            reader.function("check")(spec, path)
+        plan.append((reader, path))
     return _batches(_records(spec, plan, batch_size), spec, batch_size)
 
 
 # ---------------------------------------------------------------- batching
 
-def _batches(items: Iterator[_Item], spec: dict, batch_size: int) -> Iterator[Batch]:
+def _batches(items: Iterator[_Item], spec: DataSpec, batch_size: int) -> Iterator[Batch]:
     """Regroup inputs into batches of `batch_size` samples; an error goes
     with the batch of the next sample after it. A block that starts a batch
     and fills it passes through as it is (no copy)."""
-    shape = tuple(spec.get("input_shape") or ())
+    shape = tuple(spec.input_shape or ())
     names: list[str] = []
     xs: list[np.ndarray] = []
     errors: list[tuple[str, str]] = []
@@ -125,7 +114,7 @@ def _join(xs: list[np.ndarray]) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def _records(spec: dict, plan: list[tuple[str, Path]], batch_size: int) -> Iterator[_Item]:
+def _records(spec: DataSpec, plan: list[tuple[Reader, Path]], batch_size: int) -> Iterator[_Item]:
     """Every input, in order: image files in blocks, others one by one."""
     from dlcli.data.images import is_image_name, walk_files
 
@@ -134,10 +123,10 @@ def _records(spec: dict, plan: list[tuple[str, Path]], batch_size: int) -> Itera
     # its place (it does not break the run).
     run: list[str] = []
     not_images: dict[int, str] = {}
-    for kind, path in plan:
-        if kind == "image":
+    for reader, path in plan:
+        if reader.records is None and not path.is_dir():
             run.append(str(path))
-        elif kind == "folder":
+        elif reader.records is None:
             for f in walk_files(str(path)):
                 if not is_image_name(f):
                     not_images[len(run)] = _NOT_AN_IMAGE
@@ -145,7 +134,7 @@ def _records(spec: dict, plan: list[tuple[str, Path]], batch_size: int) -> Itera
         else:
             yield from _image_blocks(spec, run, not_images, batch_size)
             run, not_images = [], {}
-            yield from (_csv_records(spec, path) if kind == "csv" else _array_records(spec, path))
+            yield from reader.function("records")(spec, path)
     yield from _image_blocks(spec, run, not_images, batch_size)
 
 
@@ -154,14 +143,14 @@ def _records(spec: dict, plan: list[tuple[str, Path]], batch_size: int) -> Itera
 _DECODERS: dict[tuple, Any] = {}
 
 
-def _decoder(spec: dict):
+def _decoder(spec: DataSpec):
     """The training decoder for this spec, wrapped in one tf.function."""
     import tensorflow as tf
 
     from dlcli.data.images import make_decoder
 
-    size = tuple(spec.get("image_size") or spec["input_shape"][:2])
-    channels = 1 if spec.get("color_mode") == "grayscale" else 3
+    size = tuple(spec.image_size or spec.input_shape[:2])
+    channels = 1 if spec.color_mode == "grayscale" else 3
     key = (size, channels)
     if key not in _DECODERS:
         decode = make_decoder(size, channels)
@@ -172,7 +161,7 @@ def _decoder(spec: dict):
     return _DECODERS[key]
 
 
-def _image_blocks(spec: dict, files: list[str], skip: dict[int, str], chunk: int) -> Iterator[_Block]:
+def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk: int) -> Iterator[_Block]:
     """Check, then decode, a run of image files as blocks of `chunk`.
 
     The pre-flight check runs over the whole run first (bad files become
@@ -259,7 +248,7 @@ def _image_blocks(spec: dict, files: list[str], skip: dict[int, str], chunk: int
             done, g = upto, g_upto
     # Good files the pipeline did not deliver at the end (or at all, had it
     # failed), `chunk` at a time, then the error entries after the last.
-    empty = np.zeros((0,) + tuple(spec["input_shape"]), np.float32)
+    empty = np.zeros((0,) + tuple(spec.input_shape), np.float32)
     for k in range(g, len(good), chunk):
         lost = good[k : k + chunk]
         upto = int(lost[-1]) + 1
@@ -279,58 +268,58 @@ def _op_reason(message: str) -> str:
     return lines[0] if lines else "unknown error"
 
 
-def _batch_finisher(spec: dict):
+def _batch_finisher(spec: DataSpec):
     """Decoded 0..255 pixel batches -> the training input (as `_finish_image`,
     in TensorFlow); None when that is the identity."""
     import tensorflow as tf
 
-    low, high = spec.get("pixel_range") or (0.0, 255.0)
+    low, high = spec.pixel_range or (0.0, 255.0)
     scale = (low, high) != (0.0, 255.0)
-    if not scale and not spec.get("sequence"):
+    if not scale and not spec.sequence:
         return None
     low32, step32 = tf.constant(low, tf.float32), tf.constant((high - low) / 255.0, tf.float32)
 
     def finish(x):
         if scale:
             x = low32 + x * step32
-        if not spec.get("sequence"):
+        if not spec.sequence:
             return x
-        if spec.get("sequence_axis") == "width":
+        if spec.sequence_axis == "width":
             return tf.transpose(x[..., 0], [0, 2, 1])
         return tf.reshape(x, [-1, x.shape[1], x.shape[2] * x.shape[3]])
 
     return finish
 
 
-def _finish_image(spec: dict, img: np.ndarray) -> np.ndarray:
+def _finish_image(spec: DataSpec, img: np.ndarray) -> np.ndarray:
     """Decoded 0..255 pixels -> the training input: its pixel range and
     sequence layout."""
-    low, high = spec.get("pixel_range") or (0.0, 255.0)
+    low, high = spec.pixel_range or (0.0, 255.0)
     if (low, high) != (0.0, 255.0):
         img = low + img * ((high - low) / 255.0)
     return _sequence_layout(spec, img).astype(np.float32)
 
 
-def _sequence_layout(spec: dict, img: np.ndarray) -> np.ndarray:
+def _sequence_layout(spec: DataSpec, img: np.ndarray) -> np.ndarray:
     """(H, W, C) -> what the model takes: itself, its rows (H, W*C), or
     for ctc_digits its columns (W, H)."""
-    if not spec.get("sequence"):
+    if not spec.sequence:
         return img
-    if spec.get("sequence_axis") == "width":
+    if spec.sequence_axis == "width":
         return img[..., 0].T
     return img.reshape(img.shape[0], -1)
 
 
 # -------------------------------------------------------------------- csv
 
-def _check_csv_header(spec: dict, path: Path) -> None:
+def check_table(spec: DataSpec, path: Path) -> None:
+    """The table has every feature column the model was trained on."""
     from dlcli.data._util import did_you_mean
     from dlcli.data.tabular import read_csv
 
     header, rows = read_csv(path)
     rows.close()
-    features = spec.get("features") or []
-    missing = [c for c in features if c not in header]
+    missing = [c for c in spec.features or [] if c not in header]
     if missing:
         hints = [h for h in (did_you_mean(c, header) for c in missing) if h]
         raise DataError(
@@ -339,15 +328,14 @@ def _check_csv_header(spec: dict, path: Path) -> None:
         )
 
 
-def _csv_records(spec: dict, path: Path) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
+def table_records(spec: DataSpec, path: Path) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
     from dlcli.data.tabular import encode_table, read_csv
 
     header, rows = read_csv(path)
-    features = spec["features"]
-    numeric = spec.get("numeric") or features
-    categories = spec.get("categorical") or {}
+    features = spec.features or []
+    numeric = spec.numeric or features
+    categories = spec.categorical or {}
     where = [header.index(c) for c in features]
-    stats = spec.get("standardize")
     for line, row in rows:
         name = f"{path}:{line}"
         try:
@@ -355,14 +343,14 @@ def _csv_records(spec: dict, path: Path) -> Iterator[tuple[str, Optional[np.ndar
         except DataError as exc:
             yield name, None, exc.message
             continue
-        yield name, _standardize(spec, x[0], stats), ""
+        yield name, _standardize(spec, x[0]), ""
 
 
-def _standardize(spec: dict, x: np.ndarray, stats: Optional[dict]) -> np.ndarray:
+def _standardize(spec: DataSpec, x: np.ndarray) -> np.ndarray:
     from dlcli.data.arrays import standardize
 
-    if stats:
-        return standardize(x[None], stats["mean"], stats["std"])[0]
+    if spec.standardize is not None:
+        return standardize(x[None], spec.standardize.mean, spec.standardize.std)[0]
     return np.nan_to_num(x.astype(np.float32))
 
 
@@ -387,29 +375,30 @@ def _open_array(path: Path) -> np.ndarray:
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
-def _image_shape(spec: dict) -> Optional[tuple]:
-    if spec.get("input_kind") != "image" or not spec.get("image_size"):
+def _image_shape(spec: DataSpec) -> Optional[tuple]:
+    if spec.input_kind != "image" or not spec.image_size:
         return None
-    h, w = spec["image_size"]
-    return (int(h), int(w), 1 if spec.get("color_mode") == "grayscale" else 3)
+    h, w = spec.image_size
+    return (int(h), int(w), 1 if spec.color_mode == "grayscale" else 3)
 
 
-def _array_to_input(spec: dict, x: np.ndarray) -> np.ndarray:
+def _array_to_input(spec: DataSpec, x: np.ndarray) -> np.ndarray:
     """One array sample -> the model's input layout. Samples of a sequence
     model may be given as images; they get the training's sequence layout
     (raw pixel values, as in training arrays)."""
-    shape = tuple(spec["input_shape"])
+    shape = tuple(spec.input_shape)
     image = _image_shape(spec)
-    if spec.get("sequence") and image and x.shape != shape and x.size == int(np.prod(image)):
+    if spec.sequence and image and x.shape != shape and x.size == int(np.prod(image)):
         return _sequence_layout(spec, x.reshape(image))
     return x.reshape(shape)
 
 
-def _check_array(spec: dict, path: Path) -> None:
-    if spec.get("input_kind") == "vector" and spec.get("categorical"):
+def check_array(spec: DataSpec, path: Path) -> None:
+    """The file's samples have the model's input size and are numbers."""
+    if spec.input_kind == "vector" and spec.categorical:
         raise DataError(f"input {path}: this model was trained on CSV with categorical columns; give CSV rows")
     arr = _open_array(path)
-    want = tuple(spec["input_shape"])
+    want = tuple(spec.input_shape)
     got = arr.shape[1:]
     if arr.ndim < 1 or int(np.prod(got)) != int(np.prod(want)):
         raise DataError(f"{path} holds samples of shape {tuple(got)}, but the model takes {tuple(want)}")
@@ -417,11 +406,9 @@ def _check_array(spec: dict, path: Path) -> None:
         raise DataError(f"{path} holds {arr.dtype} values, not numbers")
 
 
-def _array_records(spec: dict, path: Path) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
+def array_records(spec: DataSpec, path: Path) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
     arr = _open_array(path)
-    stats = spec.get("standardize") if spec.get("input_kind") == "vector" else None
+    vector = spec.input_kind == "vector"
     for i in range(len(arr)):
         x = _array_to_input(spec, np.asarray(arr[i], dtype=np.float32))
-        if spec.get("input_kind") == "vector":
-            x = _standardize(spec, x, stats)
-        yield f"{path}:{i}", x, ""
+        yield f"{path}:{i}", _standardize(spec, x) if vector else x, ""

@@ -110,7 +110,7 @@ def keras_cache_dir() -> Path:
     return Path(base)
 
 
-def keras_source(cfg: Any, name: str) -> DataBundle:
+def keras_source(cfg: Any, name: Optional[str] = None) -> DataBundle:
     """Load one of Keras's downloadable sets through `keras.datasets`.
 
     Images become (H, W, 1) for the grayscale sets and (H, W, 3) for CIFAR,
@@ -122,6 +122,7 @@ def keras_source(cfg: Any, name: str) -> DataBundle:
             message names the file and where to place it), or the cached
             file cannot be read.
     """
+    name = name or cfg.data.source
     import keras
 
     spec = KERAS_SETS[name]

@@ -129,7 +129,7 @@ def export_run(
         preprocessing=serving.preprocessing,
         client_preprocessing=_client_notes(data.spec, standardized=serving.standardize is not None),
         task=data.task,
-        class_names=data.spec.get("class_names"),
+        class_names=data.spec.class_names,
         model={"file": run.model_path.name, "sha256": _sha256(run.model_path)},
         versions=_versions(fmt, entry["parity"]["runtime"]),
         timings={
@@ -198,8 +198,8 @@ class _RunData:
         cfg = load_config(run.config_path)
         self.bundle = load_data(cfg)
         # The spec saved at training time is what the model was trained on.
-        self.spec: dict[str, Any] = run.data_spec or dict(self.bundle.spec)
-        self.task: str = self.spec.get("task", "classification")
+        self.spec = run.data_spec or self.bundle.spec
+        self.task: str = self.spec.task
 
     def draw(self, serving: formats.Serving, samples: int) -> None:
         """Take the held-out samples: the test split, else validation (else,
@@ -469,7 +469,7 @@ def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
     raise ConfigError(f"unknown value '{value}'", key=option, hint=f"{hint}choose one of {', '.join(choices)}")
 
 
-def _client_notes(spec: dict[str, Any], standardized: bool) -> list[str]:
+def _client_notes(spec: Any, standardized: bool) -> list[str]:
     """What a client does to its data before calling the exported model:
     the steps of the data pipeline that are not part of the graph.
 
@@ -478,24 +478,24 @@ def _client_notes(spec: dict[str, Any], standardized: bool) -> list[str]:
         standardized: the graph standardises feature vectors itself.
     """
     notes = []
-    if spec.get("image_size"):
-        h, w = spec["image_size"]
-        mode = spec.get("color_mode", "rgb")
+    if spec.image_size:
+        h, w = spec.image_size
+        mode = spec.color_mode or "rgb"
         notes.append(f"decode images as {mode} and resize them to {h}x{w}")
-    if spec.get("pixel_range"):
-        lo, hi = spec["pixel_range"]
+    if spec.pixel_range:
+        lo, hi = spec.pixel_range
         notes.append(f"pixel values in {lo:g}..{hi:g}, as in training")
-    if spec.get("sequence"):
+    if spec.sequence:
         notes.append("each image as a sequence of rows (height, width x channels)")
-    if spec.get("categorical"):
-        cols = ", ".join(spec["categorical"])
+    if spec.categorical:
+        cols = ", ".join(spec.categorical)
         notes.append(f"one-hot encode the categorical columns ({cols}) over the categories data_spec.json lists")
-    names = spec.get("feature_names") or spec.get("features")
+    names = spec.feature_names or spec.features
     if names:
         notes.append("feature values in this order: " + ", ".join(map(str, names)))
-    if spec.get("standardize") and not standardized:
+    if spec.standardize and not standardized:
         notes.append("standardise every feature: (x - mean) / std with data_spec.json's standardize.mean and .std")
-    elif spec.get("standardize"):
+    elif spec.standardize:
         notes.append("raw feature values: the model standardises them")
     return notes
 

@@ -91,7 +91,7 @@ class Serving:
         return {info.name: np.asarray(v) for info, v in zip(self.outputs, values)}
 
 
-def serving_model(model: Any, spec: Optional[dict[str, Any]] = None, *, standardize_inside: bool = True) -> Serving:
+def serving_model(model: Any, spec: Optional[Any] = None, *, standardize_inside: bool = True) -> Serving:
     """Wrap a Keras model so that every input and output has a clean name
     and the data pipeline's preprocessing runs inside the graph.
 
@@ -253,12 +253,12 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _standardize(spec: Optional[dict[str, Any]], model: Any) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    stats = (spec or {}).get("standardize")
-    if not isinstance(stats, dict) or len(model.inputs) != 1:
+def _standardize(spec: Optional[Any], model: Any) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    stats = spec.standardize if spec is not None else None
+    if stats is None or len(model.inputs) != 1:
         return None
-    mean = np.asarray(stats.get("mean"), dtype=np.float64)
-    std = np.asarray(stats.get("std"), dtype=np.float64)
+    mean = np.asarray(stats.mean, dtype=np.float64)
+    std = np.asarray(stats.std, dtype=np.float64)
     width = model.inputs[0].shape[-1]
     if mean.ndim != 1 or mean.shape != std.shape or width != len(mean):
         raise ExportError(

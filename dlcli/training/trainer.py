@@ -377,7 +377,7 @@ def _open_run_folder(
         run_dir = Path(tempfile.mkdtemp(prefix="dlcli-worker-"))
     try:
         atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
-        atomic_write_json(run_dir / DATA_SPEC_FILE, bundle.spec)
+        atomic_write_json(run_dir / DATA_SPEC_FILE, bundle.spec.to_json())
         if resume_dir is not None:
             _tidy_resumed_folder(run_dir, state)
     except OSError as exc:
@@ -526,7 +526,7 @@ def _position_training_data(
 def _raise_failure(
     exc: BaseException,
     cfg: Any,
-    spec: dict[str, Any],
+    spec: Any,
     run_dir: Path,
     recorder: Any,
     state: ckpt.TrainState,
@@ -593,8 +593,8 @@ def _blame(exc: BaseException) -> tuple[str, str]:
     return "model", "the model, loss or metrics"
 
 
-def _describe_labels(spec: dict[str, Any]) -> str:
-    mode, n = spec.get("label_mode"), spec.get("num_classes")
+def _describe_labels(spec: Any) -> str:
+    mode, n = spec.label_mode, spec.num_classes
     kinds = {"int": "class indices", "onehot": "one-hot rows", "binary": "0/1 labels", "float": "numbers"}
     if mode not in kinds:
         return ""
@@ -799,7 +799,7 @@ def _class_weight(cfg: Any, bundle: Any) -> Optional[dict[int, float]]:
     return out
 
 
-def check_output_matches_data(model: Any, cfg: Any, spec: dict[str, Any]) -> None:
+def check_output_matches_data(model: Any, cfg: Any, spec: Any) -> None:
     """The last layer's width must fit the labels and the loss.
 
     Raises:
@@ -808,11 +808,11 @@ def check_output_matches_data(model: Any, cfg: Any, spec: dict[str, Any]) -> Non
     if len(model.outputs) != 1:
         return
     width = model.output_shape[-1]
-    mode = spec.get("label_mode")
-    n = spec.get("num_classes")
+    mode = spec.label_mode
+    n = spec.num_classes
     last = f"model.layers.{len(cfg.model.layers) - 1}"
     loss = _loss_name(cfg.compile.loss)
-    src = spec.get("source", cfg.data.source)
+    src = spec.source
     if mode in ("int", "onehot") and n and width != n:
         raise cfg.error(
             last,
@@ -826,7 +826,7 @@ def check_output_matches_data(model: Any, cfg: Any, spec: dict[str, Any]) -> Non
             hint="use Dense: {units: 1, activation: sigmoid}, or loss sparse_categorical_crossentropy with softmax",
         )
     if mode == "float":
-        target_width = int(spec.get("target_width", 1))
+        target_width = int(spec.target_width or 1)
         if width != target_width:
             raise cfg.error(
                 last,
