@@ -114,7 +114,10 @@ def test_unknown_metric_is_located_at_its_index():
 
 def test_steps_per_execution_auto_explicit_and_large_models():
     assert compiled().steps_per_execution == 32
-    assert compiled(steps_per_epoch=5).steps_per_execution == 5
+    # About ten progress updates an epoch: 41 steps run 5 at a time.
+    assert compiled(steps_per_epoch=41).steps_per_execution == 5
+    assert compiled(steps_per_epoch=5).steps_per_execution == 1
+    assert compiled(steps_per_epoch=5000).steps_per_execution == 32
     assert compiled({"steps_per_execution": 4}).steps_per_execution == 4
     big = compiled(layers=[{"Dense": {"units": 1100}}, {"Dense": {"units": 1100}}, {"Dense": {"units": 3}}])
     assert big.count_params() > 1_000_000

@@ -73,4 +73,7 @@ def train(
         f"[green]done[/] {m['epochs_completed']} epoch(s) in {m['timings']['total_s']:.1f}s"
         + (f"; test {shown}" if shown else "")
     )
+    from dlcli.training.record import describe_model
+
+    err_console.print(describe_model(m), markup=False)
     err_console.print(f"run folder: [bold]{result.run_dir}[/]")

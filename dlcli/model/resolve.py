@@ -35,6 +35,9 @@ _COMPILE_METRIC_STRINGS = {"accuracy", "acc", "crossentropy", "ce"}
 # that steps_per_execution saves.
 _LARGE_MODEL_PARAMS = 1_000_000
 _MAX_STEPS_PER_EXECUTION = 32
+# Keras reports progress once per call: keep about this many per epoch, so
+# the progress bar moves (a few more calls cost milliseconds).
+_UPDATES_PER_EPOCH = 10
 
 
 def _as_class_config(ref: Any) -> Any:
@@ -235,12 +238,14 @@ def auto_steps_per_execution(model: keras.Model, steps_per_epoch: Optional[int] 
         steps_per_epoch: batches per epoch, where known.
 
     Returns:
-        1 for models over ~1M parameters, else min(32, steps_per_epoch).
+        1 for models over ~1M parameters, else a tenth of the epoch (so
+        progress updates about ten times an epoch), at most 32.
     """
     if model.count_params() > _LARGE_MODEL_PARAMS:
         return 1
     if steps_per_epoch:
-        return max(1, min(_MAX_STEPS_PER_EXECUTION, int(steps_per_epoch)))
+        per_update = -(-int(steps_per_epoch) // _UPDATES_PER_EPOCH)
+        return max(1, min(_MAX_STEPS_PER_EXECUTION, per_update))
     return _MAX_STEPS_PER_EXECUTION
 
 

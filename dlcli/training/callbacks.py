@@ -1,11 +1,10 @@
-"""Callbacks dlcli adds to every fit: progress, history, checkpoints,
-divergence and interrupt handling."""
+"""Callbacks dlcli adds to every fit: history, checkpoints, divergence and
+interrupt handling (the progress display is in dlcli.training.progress)."""
 
 from __future__ import annotations
 
 import math
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -14,90 +13,6 @@ import keras
 
 from dlcli.runs import HISTORY_FILE, atomic_write_text
 from dlcli.training import checkpoint as ckpt
-
-
-def _fmt(logs: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, (int, float)))
-
-
-class Progress(keras.callbacks.Callback):
-    """Epoch/batch progress on stderr: a Rich bar on a terminal, one line
-    per epoch in a pipe, nothing when quiet.
-
-    Args:
-        mode: progress | lines | none.
-        epochs: the last epoch of the run (for "epoch 3/10").
-        steps: batches per epoch, where known.
-        console: the Rich console for the bar.
-        recorder: the run's RunRecorder; a stopped epoch is shown as such.
-    """
-
-    def __init__(
-        self,
-        mode: str,
-        epochs: int,
-        steps: Optional[int],
-        console: Any = None,
-        recorder: Optional["RunRecorder"] = None,
-    ) -> None:
-        super().__init__()
-        self.mode = mode
-        self.epochs = epochs
-        self.steps = steps
-        self.console = console
-        self.recorder = recorder
-        self._progress = None
-        self._task = None
-        self._t0 = 0.0
-
-    def on_train_begin(self, logs=None):
-        if self.mode == "progress":
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress as RichProgress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = RichProgress(
-                TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[metrics]}"),
-                console=self.console,
-                transient=False,
-            )
-            self._progress.start()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.perf_counter()
-        if self._progress is not None:
-            self._task = self._progress.add_task(
-                "train", total=self.steps, epoch=epoch + 1, epochs=self.epochs, metrics=""
-            )
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=batch + 1, metrics=_fmt(logs or {}))
-
-    def on_epoch_end(self, epoch, logs=None):
-        dt = time.perf_counter() - self._t0
-        stopped = self.recorder is not None and self.recorder.stop_reason is not None
-        text = f"stopped ({self.recorder.stop_reason})" if stopped else _fmt(logs or {})
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, metrics=text)
-        elif self.mode == "lines":
-            print(f"epoch {epoch + 1}/{self.epochs} {text} ({dt:.1f}s)", file=sys.stderr, flush=True)
-
-    def on_train_end(self, logs=None):
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
 
 
 class RunRecorder(keras.callbacks.Callback):

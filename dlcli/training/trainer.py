@@ -105,7 +105,9 @@ def train(
     from dlcli.data import load_data
     from dlcli.model import build_callbacks, build_model, compile_model
     from dlcli.model.adapt import adapt_model
-    from dlcli.training.callbacks import Progress, RunRecorder, SignalGuard
+    from dlcli.training.callbacks import RunRecorder, SignalGuard
+    from dlcli.training.progress import Progress, describe_data, loading
+    from dlcli.training.record import early_stopping_monitor, restored_epoch
     from dlcli.training.distribute import get_strategy, run_fit, scale_learning_rate, steps_per_epoch
 
     # A fresh Keras state makes a run in a long-lived process (the Python
@@ -117,13 +119,15 @@ def train(
 
     strategy, is_chief = get_strategy(cfg)
     t0 = time.perf_counter()
-    bundle = load_data(cfg)
+    shown = _progress_mode(progress, cfg) if is_chief else "none"
+    with loading(shown, console):
+        bundle = load_data(cfg)
     t_data = time.perf_counter() - t0
-    if bundle.notes and _progress_mode(progress, cfg) != "none" and is_chief:
-        # What the data check skipped, before training starts (also kept
-        # in metrics.json's data.notes).
-        for note in bundle.notes:
-            print(f"data: {note}", file=sys.stderr, flush=True)
+    if shown != "none":
+        # What was found and what the data check skipped, before training
+        # starts (also kept in metrics.json's data section).
+        for line in [describe_data(bundle), *(f"data: {n}" for n in bundle.notes)]:
+            print(line, file=sys.stderr, flush=True)
     phases = _phases(cfg)
     total = phases[-1][1]
 
@@ -131,7 +135,7 @@ def train(
         model = build_model(cfg, bundle.input_shape, num_classes=bundle.num_classes)
         check_output_matches_data(model, cfg, bundle.spec)
         adapt_model(model, bundle)  # preprocessing layers learn their state before fit
-        compile_model(model, cfg)
+        compile_model(model, cfg, steps_per_epoch=steps_per_epoch(bundle.train, strategy))
         scale_learning_rate(model, strategy, cfg)
         if state is not None and state.phase > 1:
             _enter_fine_tune_phase(model, cfg)
@@ -226,7 +230,8 @@ def train(
         _raise_stop(recorder, cfg, model, run_dir, state, monitor, created, old_files)
     try:
         metrics = _finish(
-            model, cfg, bundle, run_dir, state, monitor, phases, strategy, (t_start, t_data)
+            model, cfg, bundle, run_dir, state, monitor, phases, strategy, (t_start, t_data),
+            restored=(restored_epoch(user_callbacks), early_stopping_monitor(user_callbacks)),
         )
     except OSError as exc:
         raise _write_error(exc, run_dir) from None
@@ -249,22 +254,31 @@ def _finish(
     phases: list[tuple[int, int]],
     strategy: Any,
     times: tuple[float, float],
+    restored: tuple[Optional[int], Optional[str]] = (None, None),
 ) -> dict[str, Any]:
     """Write model.keras, metrics.json, history and plots of a completed run;
     mark the checkpoint finished last, so a run killed in here is resumed
     (and finished) rather than taken as done."""
     from dlcli.training.callbacks import write_history
     from dlcli.training.distribute import describe_strategy, run_evaluate
+    from dlcli.training.record import model_record
 
     total = phases[-1][1]
     # The last epoch's checkpoint (not the best epoch's weights) stays the
     # one to extend from; model.keras gets the best weights where the
     # config names a monitor.
     best = ckpt.best_weights_path(run_dir, state) if cfg.train.monitor else None
-    model_epoch = state.epoch
-    if best is not None and state.best_epoch != state.epoch:
+    # The weights in memory: the last epoch's, or those an EarlyStopping
+    # with restore_best_weights put back when fit ended.
+    held = restored[0] or state.epoch
+    if best is not None and state.best_epoch and state.best_epoch != held:
         model.load_weights(best)
-        model_epoch = state.best_epoch
+    record = model_record(
+        last_epoch=state.epoch, monitor_key=cfg.train.monitor if best is not None else None,
+        best_epoch=state.best_epoch, best_value=state.best_value,
+        restored=restored[0], restored_monitor=restored[1], history=state.history,
+    )
+    model_epoch = record["epoch"]
     with atomic_path(run_dir / MODEL_FILE) as tmp:
         model.save(tmp)
 
@@ -282,6 +296,7 @@ def _finish(
         "final": {k: _num(v[-1]) for k, v in state.history.items() if k not in ("epoch", "phase") and v},
         "best": {"monitor": monitor, "value": state.best_value, "epoch": state.best_epoch} if monitor else None,
         "model_epoch": model_epoch,
+        "model": record,
         "class_names": bundle.class_names,
         "task": bundle.task,
         "data": {

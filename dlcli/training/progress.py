@@ -1,0 +1,236 @@
+"""What a person watching a run sees on stderr: a line while the data
+loads, what was found, one bar per epoch on a terminal (one line per epoch
+in a pipe), nothing when quiet.
+
+The bar counts the batches Keras has really run. With
+`compile.steps_per_execution: N` Keras reports every N batches at once and
+names the last batch of the span, which may lie past the end of a short
+epoch; the count is clipped to the epoch's length. The line is laid out
+for the terminal's width each time it is drawn: the epoch, the bar and the
+count always stay, the metrics are dropped first, then the times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from typing import Any, Iterator, Optional
+
+import keras
+
+# Narrowest bar worth drawing, and the widest (a longer bar says nothing more).
+_MIN_BAR = 8
+_MAX_BAR = 40
+
+
+def format_metrics(logs: dict[str, Any]) -> str:
+    """`loss=0.1234 accuracy=0.9` from Keras's logs (scalars only)."""
+    return " ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, (int, float)))
+
+
+def _clock(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-:--"
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}" if s < 3600 else f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def progress_line(
+    width: int,
+    epoch: str,
+    done: int,
+    total: Optional[int],
+    elapsed: float,
+    metrics: str,
+    finished: bool = False,
+) -> tuple[str, int, int]:
+    """Lay out one progress line for a terminal `width` columns wide.
+
+    Args:
+        width: the terminal's width.
+        epoch: `epoch 3/10`.
+        done: batches completed so far.
+        total: batches in the epoch, or None when unknown.
+        elapsed: seconds since the epoch started.
+        metrics: the metrics text, dropped first when space runs out.
+        finished: the epoch is complete (no eta shown).
+
+    Returns:
+        (the text with a gap of `bar` columns for the bar after the epoch,
+        the bar's width, the number of bar cells filled). The caller draws
+        the bar; a bar width of 0 means no bar (unknown total).
+    """
+    count = f"{done:,}/{total:,}" if total else f"{done:,} steps"
+    if finished or not total or not done:
+        times = _clock(elapsed)
+    else:
+        times = f"{_clock(elapsed)} eta {_clock(elapsed / done * (total - done))}"
+    parts_fixed = f"{epoch} " + "{bar}" + f" {count}"
+    base = len(parts_fixed) - len("{bar}")
+    room = width - 1 - base  # Rich needs the last column free
+    # The bar's width depends on the terminal's only, so it does not jump
+    # as metrics come and go; the metrics get what is left.
+    bar = max(_MIN_BAR, min(_MAX_BAR, width // 4)) if total else 0
+    room -= bar
+    tail = ""
+    if room >= len(times) + 1:
+        tail = " " + times
+        room -= len(times) + 1
+        shown = _fit_metrics(metrics, room - 1)
+        if shown:
+            tail += " " + shown
+    text = parts_fixed.replace("{bar}", "\0") + tail
+    filled = int(bar * min(done, total) / total) if total else 0
+    return text, bar, filled
+
+
+def _fit_metrics(metrics: str, room: int) -> str:
+    """As many whole `name=value` items as fit in `room` columns."""
+    out = ""
+    for item in metrics.split():
+        cand = f"{out} {item}" if out else item
+        if len(cand) > room:
+            break
+        out = cand
+    return out
+
+
+class _LineColumn:
+    """A Rich renderable column drawing the whole line at the console's
+    width (Rich's own columns shrink the epoch and the bar before the
+    metrics on a narrow terminal)."""
+
+    def __init__(self) -> None:
+        from rich.progress import ProgressColumn
+
+        outer = self
+
+        class Column(ProgressColumn):
+            def render(self, task: Any) -> Any:
+                return outer.render(task)
+
+        self.column = Column()
+        self.console: Any = None
+
+    def render(self, task: Any) -> Any:
+        from rich.text import Text
+
+        f = task.fields
+        width = self.console.width if self.console is not None else 80
+        text, bar, filled = progress_line(
+            width, f["epoch"], int(task.completed), task.total and int(task.total),
+            f.get("elapsed_s", task.elapsed or 0.0), f["metrics"], f.get("finished", False),
+        )
+        head, _, tail = text.partition("\0")
+        out = Text(head, style="bold")
+        if bar:
+            out.append("━" * filled, style="magenta" if not f.get("finished") else "green")
+            out.append("━" * (bar - filled), style="grey23")
+        out.append(tail)
+        return out
+
+
+class Progress(keras.callbacks.Callback):
+    """Epoch/batch progress on stderr.
+
+    Args:
+        mode: progress (a bar on a terminal) | lines (one line per epoch)
+            | none.
+        epochs: the last epoch of the run (for "epoch 3/10").
+        steps: batches per epoch, where known (Keras's params win).
+        console: the Rich console to draw on (stderr).
+        recorder: the run's RunRecorder; a stopped epoch is shown as such.
+    """
+
+    def __init__(self, mode: str, epochs: int, steps: Optional[int], console: Any = None, recorder: Any = None) -> None:
+        super().__init__()
+        self.mode = mode
+        self.epochs = epochs
+        self.steps = steps
+        self.console = console
+        self.recorder = recorder
+        self._progress: Any = None
+        self._task: Any = None
+        self._t0 = 0.0
+
+    def _total(self) -> Optional[int]:
+        steps = (self.params or {}).get("steps") or self.steps
+        return int(steps) if steps else None
+
+    def on_train_begin(self, logs=None):
+        if self.mode != "progress" or self._progress is not None:
+            return
+        from rich.console import Console
+        from rich.progress import Progress as RichProgress
+
+        self.console = self.console or Console(stderr=True)
+        line = _LineColumn()
+        line.console = self.console
+        self._progress = RichProgress(line.column, console=self.console, transient=False, refresh_per_second=8)
+        self._progress.start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        if self._progress is not None:
+            self._task = self._progress.add_task(
+                "train", total=self._total(), epoch=f"epoch {epoch + 1}/{self.epochs}", metrics="", elapsed_s=0.0
+            )
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._progress is None or self._task is None:
+            return
+        total = self._total()
+        done = batch + 1 if total is None else min(batch + 1, total)
+        self._progress.update(
+            self._task, completed=done, metrics=format_metrics(logs or {}), elapsed_s=time.perf_counter() - self._t0
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        dt = time.perf_counter() - self._t0
+        stopped = self.recorder is not None and self.recorder.stop_reason is not None
+        text = f"stopped ({self.recorder.stop_reason})" if stopped else format_metrics(logs or {})
+        if self._progress is not None and self._task is not None:
+            task = self._progress.tasks[-1]
+            total = self._total() or int(task.completed)
+            self._progress.update(
+                self._task, total=total, completed=total if not stopped else task.completed,
+                metrics=text, elapsed_s=dt, finished=not stopped,
+            )
+            self._progress.refresh()
+        elif self.mode == "lines":
+            print(f"epoch {epoch + 1}/{self.epochs} {text} ({dt:.1f}s)", file=sys.stderr, flush=True)
+
+    def on_train_end(self, logs=None):
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+@contextlib.contextmanager
+def loading(mode: str, console: Any = None, what: str = "loading data") -> Iterator[None]:
+    """A spinner with the seconds spent while the data is read and checked
+    (an image folder can take several seconds to scan); nothing in a pipe."""
+    if mode != "progress":
+        yield
+        return
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    with console.status(f"{what}…", spinner="dots"):
+        yield
+
+
+def describe_data(bundle: Any) -> str:
+    """`data: 1,920 train, 213 val, 480 test; 4 classes` (short enough
+    for a 60-column terminal)."""
+    parts = [f"{bundle.num_train:,} train"]
+    if getattr(bundle, "num_val", 0):
+        parts.append(f"{bundle.num_val:,} val")
+    if getattr(bundle, "num_test", 0):
+        parts.append(f"{bundle.num_test:,} test")
+    text = "data: " + ", ".join(parts)
+    n = getattr(bundle, "num_classes", None)
+    if n and getattr(bundle, "task", None) not in ("regression", None):
+        text += f"; {n} classes"
+    return text
