@@ -107,10 +107,17 @@ def _targets(model: keras.Model, feed: Optional[Callable]) -> Iterator[tuple[Any
     """
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            if getattr(layer, "inputs", None):
+            # Build a feeder only for a nested model that has something to
+            # adapt: a frozen backbone has nothing, and its internal names
+            # may clash with the outer model's.
+            if getattr(layer, "inputs", None) and _has_adaptable(layer):
                 yield from _targets(layer, _compose(feed, _feeder(model, layer)))
         elif needs_adapt(layer):
             yield layer, _compose(feed, _feeder(model, layer))
+
+
+def _has_adaptable(model: keras.Model) -> bool:
+    return any(_has_adaptable(l) if isinstance(l, keras.Model) else needs_adapt(l) for l in model.layers)
 
 
 def _feeder(model: keras.Model, layer: Any) -> Optional[Callable]:
