@@ -63,6 +63,8 @@ def train(
     distribute: Optional[str] = None,
     progress: str = "auto",
     console: Any = None,
+    unsafe: bool = False,
+    trust_modules: Sequence[str] = (),
 ) -> Any:
     """Train a config and write a run folder (`<output>/<name>/<N>/`).
 
@@ -76,6 +78,8 @@ def train(
             own config.yaml is used, with `overrides` and `epochs` applied.
         distribute: shorthand for `train.distribute=...`.
         progress: auto | progress | lines | none.
+        unsafe, trust_modules: what a resumed run folder's config.yaml, or a
+            run used as a Backbone, may import (see dlcli.model.trust).
 
     Returns:
         `dlcli.training.TrainResult` (run_dir, metrics, history).
@@ -97,16 +101,24 @@ def train(
     cfg = load(config, extra)
     if name:
         cfg.name = name
+    from dlcli.model.trust import using
     from dlcli.training import train as _train
 
-    return _train(cfg, output=output, name=name, resume=resume, progress=progress, console=console)
+    with using(unsafe, trust_modules, run_config=Path(resume) if resume is not None else None):
+        return _train(cfg, output=output, name=name, resume=resume, progress=progress, console=console)
 
 
-def evaluate(run: Union[str, Path], *, data: Optional[str] = None, unsafe: bool = False) -> dict[str, Any]:
-    """Metrics of a run on its test split (or `data`); see dlcli.evaluation."""
+def evaluate(
+    run: Union[str, Path], *, data: Optional[str] = None, unsafe: bool = False, trust_modules: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Metrics of a run on its test split (or `data`); see dlcli.evaluation.
+    `unsafe` and `trust_modules`: what the model file may use (see
+    dlcli.model.trust)."""
     from dlcli.evaluation import evaluate_run
+    from dlcli.model.trust import using
 
-    return evaluate_run(run, data=data, unsafe=unsafe)
+    with using(unsafe, trust_modules):
+        return evaluate_run(run, data=data)
 
 
 def predict(
@@ -116,31 +128,53 @@ def predict(
     top_k: int = 1,
     batch_size: int = 64,
     unsafe: bool = False,
+    trust_modules: Sequence[str] = (),
 ) -> Iterator[dict[str, Any]]:
     """Predictions for image files/folders, CSV or NPZ files, one dict per
     input (errors included as dicts with an `error` key); see
-    dlcli.prediction."""
+    dlcli.prediction. The model is opened at once, under the trust policy
+    of `unsafe` and `trust_modules`."""
+    from dlcli.model.io import open_run
+    from dlcli.model.trust import using
     from dlcli.prediction import predict_inputs
 
-    return predict_inputs(run, [str(p) for p in inputs], top_k=top_k, batch_size=batch_size, unsafe=unsafe)
+    with using(unsafe, trust_modules):
+        opened = open_run(run)
+    return predict_inputs(opened, [str(p) for p in inputs], top_k=top_k, batch_size=batch_size)
 
 
-def finetune(base: Optional[str] = None, data_dir: Optional[Union[str, Path]] = None, **kwargs: Any) -> Any:
+def finetune(
+    base: Optional[str] = None,
+    data_dir: Optional[Union[str, Path]] = None,
+    *,
+    unsafe: bool = False,
+    trust_modules: Sequence[str] = (),
+    **kwargs: Any,
+) -> Any:
     """Two-phase transfer learning of a backbone (a keras.applications name,
     a run folder or a .keras file) on an image folder; the keyword options
-    are those of `dlcli finetune`. See dlcli.finetune.
+    are those of `dlcli finetune`. See dlcli.finetune. `unsafe` and
+    `trust_modules`: what a base run (or a resumed run's config) may use.
 
     Returns:
         `dlcli.training.TrainResult` of the fine-tune run.
     """
     from dlcli.finetune import finetune as _finetune
+    from dlcli.model.trust import using
 
-    return _finetune(base, data_dir, **kwargs)
+    resume = kwargs.get("resume")
+    with using(unsafe, trust_modules, run_config=Path(resume) if resume is not None else None):
+        return _finetune(base, data_dir, **kwargs)
 
 
-def export(run: Union[str, Path], fmt: str, **kwargs: Any) -> dict[str, Any]:
+def export(
+    run: Union[str, Path], fmt: str, *, unsafe: bool = False, trust_modules: Sequence[str] = (), **kwargs: Any
+) -> dict[str, Any]:
     """Export a run's model (saved_model | tflite | onnx) with a parity
-    check; see dlcli.export."""
+    check; see dlcli.export. `unsafe` and `trust_modules`: what the model
+    file may use."""
     from dlcli.export import export_run
+    from dlcli.model.trust import using
 
-    return export_run(run, fmt, **kwargs)
+    with using(unsafe, trust_modules):
+        return export_run(run, fmt, **kwargs)

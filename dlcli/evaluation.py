@@ -18,7 +18,7 @@ import numpy as np
 
 from dlcli.data.spec import DataSpec, Standardize
 from dlcli.errors import ConfigError, DataError, RunError
-from dlcli.modelio import RunModel, open_run
+from dlcli.model.io import RunModel, open_run
 from dlcli.prediction import class_probabilities
 from dlcli.runs import EVALUATION_FILE, PLOTS_DIR, Run, atomic_write_json, resolve_run
 
@@ -361,7 +361,7 @@ def _bare_config(rm: RunModel) -> dict[str, Any]:
     if rm.spec.image_size:
         data["image_size"] = rm.spec.image_size
         data["color_mode"] = rm.spec.color_mode or "rgb"
-    from dlcli.modelio import saved_compile_config, saved_loss
+    from dlcli.model.io import saved_compile_config, saved_loss
 
     # The data source shapes labels for the loss (one-hot, 0/1, indices).
     compile_cfg: dict[str, Any] = {}

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from dlcli.errors import ConfigError, DataError
-from dlcli.modelio import RunModel, open_run
+from dlcli.model.io import RunModel, open_run
 from dlcli.runs import Run, atomic_path
 
 # Output file kinds by extension.
@@ -50,7 +50,7 @@ def predict_inputs(
 
     Args:
         run: a run folder, a `<name>` folder (latest run), a `.keras` file,
-            or a RunModel already opened with `dlcli.modelio.open_run`.
+            or a RunModel already opened with `dlcli.model.io.open_run`.
         inputs: image files, folders of images, CSV files or NPZ files.
         top_k: with more than 1, each classification result also lists the
             `top_k` most probable classes.

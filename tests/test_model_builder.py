@@ -364,9 +364,14 @@ def test_custom_layer_by_dotted_path_builds_saves_and_loads(tmp_path, monkeypatc
     path = tmp_path / "model.keras"
     model.save(path)
     # A fresh process would not know the class: forget it, then load the way
-    # evaluate/predict do, from the config that built the model.
+    # evaluate/predict do, trusting the module (--trust-module).
     keras.saving.get_custom_objects().pop("Gate", None)
-    loaded = load_model(path, layer_entries=layers)
+    from dlcli.errors import RunError
+    from dlcli.model.trust import Trust
+
+    with pytest.raises(RunError, match="--trust-module dlcli_test_custom"):
+        load_model(path)
+    loaded = load_model(path, trust=Trust(modules=("dlcli_test_custom",)))
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
 
     err = build_error([{"dlcli_test_custom.layers.Gat": None}])

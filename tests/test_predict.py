@@ -282,7 +282,7 @@ def test_lambda_model_refused_without_unsafe(tmp_path):
 
 
 def test_run_saved_by_train_loads_in_safe_mode(runs):
-    from dlcli.modelio import load_model
+    from dlcli.model.io import load_model
 
     model = load_model(runs["iris"] / "model.keras")
     assert model.output_shape == (None, 3)

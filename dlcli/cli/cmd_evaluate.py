@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from dlcli.cli.app import app
-from dlcli.cli.common import JsonOpt, UnsafeOpt, err_console, handle_errors, is_terminal, print_json
+from dlcli.cli.common import JsonOpt, TrustModuleOpt, UnsafeOpt, err_console, handle_errors, is_terminal, print_json
 
 RunArg = Annotated[
     Path,
@@ -51,7 +51,13 @@ _TABLE_ROWS = 200
 
 @app.command()
 @handle_errors
-def evaluate(run: RunArg, data: DataOpt = None, unsafe: UnsafeOpt = False, json_: JsonOpt = False) -> None:
+def evaluate(
+    run: RunArg,
+    data: DataOpt = None,
+    unsafe: UnsafeOpt = False,
+    trust_module: TrustModuleOpt = None,
+    json_: JsonOpt = False,
+) -> None:
     """Metrics of a run on its test split (or --data), a per-class report
     and a confusion matrix; saved as evaluation.json in the run folder.
 
@@ -60,7 +66,7 @@ def evaluate(run: RunArg, data: DataOpt = None, unsafe: UnsafeOpt = False, json_
     from dlcli import api
 
     with err_console.status("evaluating", spinner="dots") if is_terminal() else _nothing():
-        result = api.evaluate(run, data=data, unsafe=unsafe)
+        result = api.evaluate(run, data=data, unsafe=unsafe, trust_modules=trust_module or ())
     if json_:
         print_json(result)
         return
@@ -77,6 +83,7 @@ def predict(
     batch_size: BatchOpt = 64,
     strict: StrictOpt = False,
     unsafe: UnsafeOpt = False,
+    trust_module: TrustModuleOpt = None,
     json_: JsonLinesOpt = False,
 ) -> None:
     """Predict image files, folders of images, CSV or NPZ files with a run's model.
@@ -92,7 +99,8 @@ def predict(
 
     if output is not None:
         output_kind(output)  # a bad extension fails before the model loads
-    stream = api.predict(run, inputs, top_k=top_k, batch_size=batch_size, unsafe=unsafe)
+    stream = api.predict(run, inputs, top_k=top_k, batch_size=batch_size, unsafe=unsafe,
+                         trust_modules=trust_module or ())
     table = None if (json_ or output is not None) else _ChunkedTable(stream)
     try:
         with _progress() as bar:

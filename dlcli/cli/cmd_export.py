@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from dlcli.cli.app import app
-from dlcli.cli.common import JsonOpt, UnsafeOpt, err_console, handle_errors, is_terminal, print_json
+from dlcli.cli.common import JsonOpt, TrustModuleOpt, UnsafeOpt, err_console, handle_errors, is_terminal, print_json
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder (runs/cnn_digits/1) or a run name folder (its latest run).", show_default=False)]
 FormatOpt = Annotated[
@@ -38,10 +38,12 @@ def export(
     calibration_samples: CalibrationOpt = 300,
     json_out: JsonOpt = False,
     unsafe: UnsafeOpt = False,
+    trust_module: TrustModuleOpt = None,
 ) -> None:
     """Export a run's model to SavedModel, TFLite or ONNX and check it
     against the Keras model on held-out data (exit 1 if it disagrees)."""
-    from dlcli.export import check_options, export_run
+    from dlcli import api
+    from dlcli.export import check_options
 
     # Bad options fail here, before TensorFlow is imported.
     check_options(format, quantize, min_agreement, samples, calibration_samples)
@@ -50,7 +52,7 @@ def export(
     quiet_tensorflow()
     show = is_terminal() and not json_out
     with err_console.status("exporting", spinner="dots") if show else _nothing() as status:
-        result = export_run(
+        result = api.export(
             run,
             format,
             quantize=quantize,
@@ -58,6 +60,7 @@ def export(
             samples=samples,
             calibration_samples=calibration_samples,
             unsafe=unsafe,
+            trust_modules=trust_module or (),
             progress=(lambda msg: status.update(msg)) if show else None,
         )
     if json_out:

@@ -14,6 +14,8 @@ from dlcli.cli.common import (
     OutputRootOpt,
     ResumeOpt,
     SetOpt,
+    TrustModuleOpt,
+    UnsafeOpt,
     err_console,
     handle_errors,
     is_terminal,
@@ -76,6 +78,8 @@ def finetune(
     output: OutputRootOpt = None,
     name: NameOpt = None,
     resume: ResumeOpt = None,
+    unsafe: UnsafeOpt = False,
+    trust_module: TrustModuleOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Fine-tune a pretrained backbone on an image folder, in two phases.
@@ -86,7 +90,7 @@ def finetune(
 
     Example: dlcli demo-data cats_dogs && dlcli finetune --base mobilenet cats_dogs/ --weights none
     """
-    from dlcli.finetune import finetune as run_finetune
+    from dlcli.api import finetune as run_finetune
 
     progress = "progress" if is_terminal() else "lines"
     result = run_finetune(
@@ -107,6 +111,8 @@ def finetune(
         resume=resume,
         progress=progress,
         console=err_console,
+        unsafe=unsafe,
+        trust_modules=trust_module or (),
     )
     m = result.metrics
     if json_:

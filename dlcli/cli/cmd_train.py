@@ -15,6 +15,8 @@ from dlcli.cli.common import (
     OutputRootOpt,
     ResumeOpt,
     SetOpt,
+    TrustModuleOpt,
+    UnsafeOpt,
     err_console,
     handle_errors,
     is_terminal,
@@ -43,6 +45,8 @@ def train(
     resume: ResumeOpt = None,
     distribute: DistributeOpt = None,
     quiet: QuietOpt = False,
+    unsafe: UnsafeOpt = False,
+    trust_module: TrustModuleOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Train a model from a YAML config and write a run folder.
@@ -62,6 +66,8 @@ def train(
         distribute=distribute,
         progress=progress,
         console=err_console,
+        unsafe=unsafe,
+        trust_modules=trust_module or (),
     )
     m = result.metrics
     if json_:

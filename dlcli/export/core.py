@@ -27,7 +27,7 @@ import numpy as np
 
 from dlcli.errors import ConfigError, ExportError, RunError
 from dlcli.export import formats, parity, runtimes
-from dlcli.modelio import load_model
+from dlcli.model.io import load_model
 from dlcli.runs import EXPORT_DIR, Run, atomic_path, resolve_run
 
 EXPORT_FILE = "export.json"

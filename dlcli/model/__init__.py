@@ -10,7 +10,7 @@ from __future__ import annotations
 from dlcli.model.backbones import BackbonePreprocess, find_backbone, list_backbones
 from dlcli.model.builder import build_model, make_layer
 from dlcli.model.ctc import BLANK_INDEX, PAD_VALUE, CTCSequenceAccuracy, ctc_greedy_decode
-from dlcli.model.io import custom_objects, load_model
+from dlcli.model.io import load_model
 from dlcli.model.resolve import build_callbacks, compile_model, resolve_loss, resolve_metrics, resolve_optimizer
 from dlcli.model.summary import summarize
 
@@ -23,7 +23,6 @@ __all__ = [
     "build_model",
     "compile_model",
     "ctc_greedy_decode",
-    "custom_objects",
     "find_backbone",
     "list_backbones",
     "load_model",

@@ -226,6 +226,9 @@ def import_dotted(path: str, *, cfg: Any, key: str, kind: str, base: type) -> ty
         ConfigError: the module cannot be imported, lacks the attribute, or
             the attribute is not a `base` subclass.
     """
+    from dlcli.model.trust import check_config_import
+
+    check_config_import(path, cfg=cfg, key=key)  # a run folder's config imports only what the user trusts
     module_name, _, attr = path.rpartition(".")
     try:
         module = importlib.import_module(module_name)

@@ -308,9 +308,15 @@ def layer_class(name: str, *, cfg: Any = None, key: str = "model.layers") -> typ
     if "." in name:
         cls = import_dotted(name, cfg=cfg, key=key, kind="layer", base=keras.layers.Layer)
         # Registered under the name Keras writes into model files, so that
-        # reloading in this process finds it (other processes import it via
-        # dlcli.model.io.load_model, which reads the run's config).
-        keras.saving.get_custom_objects().setdefault(keras.saving.get_registered_name(cls), cls)
+        # reloading in this process finds it (other processes import it
+        # where the user trusts its module: dlcli.model.trust). Never over a
+        # Keras name: that would take over every such layer.
+        from dlcli.model.trust import register
+
+        try:
+            register(cls)
+        except ValueError as exc:
+            raise cfg_error(cfg, key, str(exc)) from None
         return cls
     obj = getattr(keras.layers, name, None)
     if isinstance(obj, type) and issubclass(obj, keras.layers.Layer):
