@@ -31,8 +31,9 @@ import re
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
+from dlcli.config.graph import in_context, model_graph, parse_entry
 from dlcli.config.suggest import closest, did_you_mean, one_of
 from dlcli.errors import ConfigError
 
@@ -56,11 +57,6 @@ EXTRA_LAYERS = {BACKBONE: BACKBONE_ARGS}
 EXTRA_LOSSES = ("ctc",)
 EXTRA_METRICS = ("ctc_sequence_accuracy", "sequence_accuracy")
 
-# Keys a layer entry may carry beside its class key.
-ENTRY_KEYS = ("name", "inputs")
-# The name `inputs:` uses for the model's input when `model.inputs` does
-# not name several.
-DEFAULT_INPUT = "input"
 
 # Keys a `{class_name, config}` reference may carry; Keras's own serialized
 # form adds `module` and `registered_name`, accepted so pasted configs work.
@@ -507,121 +503,6 @@ def _live_registered(name: str) -> bool:
         return False
 
 
-class LayerEntry(NamedTuple):
-    """One parsed `model.layers` (or augment, callbacks) entry.
-
-    Attributes:
-        class_name: `Conv2D`, `Backbone`, or a dotted import path.
-        kwargs: the constructor arguments (graph keys removed).
-        name: the layer's name in the graph (entry `name:`, or the
-            `name` argument), or None.
-        inputs: names the layer takes its inputs from, or None (the
-            previous layer).
-        key_path: where the entry is (`model.layers.2`).
-        args_path: where its arguments are (`model.layers.2.Conv2D`).
-        name_path: where its name is written.
-        inputs_path: where its inputs are written.
-    """
-
-    class_name: str
-    kwargs: dict[str, Any]
-    name: Optional[str]
-    inputs: Optional[list[str]]
-    key_path: str
-    args_path: str
-    name_path: str = ""
-    inputs_path: str = ""
-
-
-def parse_entry(entry: Any, key_path: str, *, cfg: Optional["Config"] = None, what: str = "layer", graph: bool = True) -> LayerEntry:
-    """Split a layer or callback entry into class, arguments, name and inputs.
-
-    An entry is `ClassName`, or `{ClassName: {kwargs}}` with, for graph
-    layers, `name:` and `inputs:` beside the class key or among the kwargs.
-
-    Args:
-        entry: the entry as written.
-        key_path: its dotted path, for errors.
-        cfg: the config, to locate errors at their line.
-        what: "layer", "augment layer" or "callback", for messages.
-        graph: whether `name:`/`inputs:` may stand beside the class key.
-
-    Returns:
-        The parsed `LayerEntry`.
-
-    Raises:
-        ConfigError: an entry of the wrong shape.
-    """
-    if isinstance(entry, str):
-        if not entry.strip():
-            raise _fail(cfg, key_path, f"empty {what} name")
-        return LayerEntry(entry.strip(), {}, None, None, key_path, key_path, f"{key_path}.name", f"{key_path}.inputs")
-    if not isinstance(entry, dict) or not entry:
-        raise _fail(
-            cfg, key_path, f"expected a {what} like `Dense` or `Dense: {{units: 8}}`, got {_kind(entry)}"
-        )
-    beside = ENTRY_KEYS if graph else ()
-    class_keys = [k for k in entry if k not in beside]
-    if not class_keys:
-        raise _fail(cfg, key_path, f"{what} entry has no class, only {', '.join(map(str, entry))}")
-    class_name = class_keys[0]
-    if not isinstance(class_name, str):
-        raise _fail(cfg, key_path, f"a {what} class must be a name, got {class_name!r}")
-    args_path = f"{key_path}.{class_name}"
-    if len(class_keys) > 1:
-        stray = class_keys[1]
-        allowed = ", ".join(f"'{k}'" for k in beside)
-        hint = f"only {allowed} may stand beside the class; arguments go under {class_name}: {{...}}" if beside else (
-            f"one {what} per list item; arguments go under {class_name}: {{...}}"
-        )
-        raise _fail(cfg, f"{key_path}.{stray}", f"unexpected key '{stray}' beside {what} '{class_name}'", hint)
-    raw = entry[class_name]
-    if raw is None:
-        kwargs: dict[str, Any] = {}
-    elif isinstance(raw, dict):
-        kwargs = dict(raw)
-    else:
-        raise _fail(
-            cfg,
-            args_path,
-            f"the arguments of {class_name} must be a mapping like {class_name}: {{...}}, got {_kind(raw)}",
-        )
-    for k in kwargs:
-        if not isinstance(k, str):
-            raise _fail(cfg, f"{args_path}.{k}", f"{class_name} argument names must be words, got {k!r}")
-    name = entry.get("name") if graph else None
-    if graph and "name" in entry and "name" in kwargs and class_name != BACKBONE:
-        raise _fail(cfg, f"{key_path}.name", f"{class_name} has a name twice: beside the class and in its arguments")
-    if name is None and class_name != BACKBONE and "name" in kwargs:
-        name = kwargs["name"]
-        name_path = f"{args_path}.name"
-    else:
-        name_path = f"{key_path}.name"
-    if name is not None and not (isinstance(name, str) and name):
-        raise _fail(cfg, name_path, f"a layer name must be a non-empty string, got {_kind(name)}")
-    inputs_path = f"{key_path}.inputs"
-    inputs = entry.get("inputs") if graph else None
-    if graph and inputs is None and "inputs" in kwargs and not _takes_inputs(class_name):
-        # `Add: {inputs: [a, b]}` as the shipped configs write it.
-        inputs = kwargs.pop("inputs")
-        inputs_path = f"{args_path}.inputs"
-    if inputs is not None:
-        if isinstance(inputs, str):
-            inputs = [inputs]
-        if not (isinstance(inputs, list) and inputs and all(isinstance(i, str) and i for i in inputs)):
-            raise _fail(cfg, inputs_path, f"inputs must be a layer name or a list of names, got {_kind(inputs)}")
-    return LayerEntry(class_name, kwargs, name, inputs, key_path, args_path, name_path, inputs_path)
-
-
-def _takes_inputs(class_name: str) -> bool:
-    cat = get_catalog()
-    if cat is None:
-        return False
-    target = cat.dict_target("layers", class_name)
-    info = cat.arguments("layers", target) if target else None
-    return bool(info and info.get("args") and "inputs" in info["args"])
-
-
 def check_layer_name(class_name: str, key_path: str, *, cfg: Optional["Config"] = None) -> None:
     """Check that a layer class exists in Keras (or is dlcli's or an import path).
 
@@ -879,123 +760,6 @@ def check_callback(class_name: str, kwargs: dict[str, Any], key_path: str, args_
         _check_args(class_name, kwargs, info, args_path or f"{key_path}.{class_name}", cfg)
 
 
-def model_entries(cfg: "Config") -> list[LayerEntry]:
-    """Parse and check every `model.layers` entry (names and arguments).
-
-    Args:
-        cfg: the config.
-
-    Returns:
-        The parsed entries, in order.
-
-    Raises:
-        ConfigError: the first bad entry.
-    """
-    entries = []
-    for i, raw in enumerate(cfg.model.layers):
-        entry = parse_entry(raw, f"model.layers.{i}", cfg=cfg)
-        check_layer_name(entry.class_name, entry.key_path, cfg=cfg)
-        check_layer_kwargs(entry.class_name, entry.kwargs, entry.args_path, cfg=cfg)
-        entries.append(entry)
-    return entries
-
-
-def check_graph(cfg: "Config", entries: list[LayerEntry]) -> None:
-    """Check the layer graph: unique names, known inputs, no cycle, known outputs.
-
-    Layers without `inputs:` take the previous layer's output (the first
-    takes the model input), as in a stack.
-
-    Args:
-        cfg: the config.
-        entries: its parsed `model.layers`.
-
-    Raises:
-        ConfigError: a duplicate name, an unknown input or output, a cycle.
-    """
-    model_inputs = list(cfg.model.inputs) if cfg.model.inputs else [DEFAULT_INPUT]
-    by_name: dict[str, int] = {}
-    for i, e in enumerate(entries):
-        if e.name is None:
-            continue
-        if e.name in by_name:
-            raise _fail(cfg, _name_path(e), f"duplicate layer name '{e.name}' (also model.layers.{by_name[e.name]})")
-        if cfg.model.inputs and e.name in cfg.model.inputs:
-            raise _fail(cfg, _name_path(e), f"layer name '{e.name}' is also a model input name")
-        by_name[e.name] = i
-    known = list(by_name) + model_inputs
-    edges: dict[int, list[int]] = {}
-    for i, e in enumerate(entries):
-        if e.inputs is None:
-            edges[i] = [i - 1] if i > 0 else []
-            continue
-        edges[i] = []
-        for src in e.inputs:
-            if src in by_name:
-                edges[i].append(by_name[src])
-            elif src not in model_inputs:
-                raise _fail(
-                    cfg,
-                    _inputs_path(e),
-                    f"inputs names an unknown layer '{src}'",
-                    did_you_mean(src, known) or f"known names: {', '.join(known)}",
-                )
-    cycle = _find_cycle(edges)
-    if cycle:
-        names = [entries[i].name or f"model.layers.{i}" for i in cycle]
-        first = entries[cycle[0]]
-        raise _fail(cfg, _inputs_path(first) if first.inputs else first.key_path, "layers form a cycle: " + " -> ".join(names))
-    for j, out in enumerate(cfg.model.outputs or []):
-        if out not in by_name:
-            raise _fail(
-                cfg,
-                f"model.outputs.{j}",
-                f"output '{out}' is not a layer name",
-                did_you_mean(out, list(by_name)) or (f"named layers: {', '.join(by_name)}" if by_name else "give the layer a name: first"),
-            )
-
-
-def _name_path(e: LayerEntry) -> str:
-    return e.name_path or f"{e.key_path}.name"
-
-
-def _inputs_path(e: LayerEntry) -> str:
-    return e.inputs_path or f"{e.key_path}.inputs"
-
-
-def _find_cycle(edges: dict[int, list[int]]) -> Optional[list[int]]:
-    """A cycle in the input graph as node indices (first repeated last), or None."""
-    state: dict[int, int] = {}  # 1 visiting, 2 done
-    stack: list[int] = []
-
-    def visit(node: int) -> Optional[list[int]]:
-        state[node] = 1
-        stack.append(node)
-        for src in edges.get(node, []):
-            if state.get(src) == 1:
-                start = stack.index(src)
-                # Report in data-flow order (an input before its consumer),
-                # starting from the layer written first.
-                loop = list(reversed(stack[start:]))
-                first = loop.index(min(loop))
-                loop = loop[first:] + loop[:first]
-                return loop + [loop[0]]
-            if state.get(src) is None:
-                found = visit(src)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in edges:
-        if state.get(node) is None:
-            found = visit(node)
-            if found:
-                return found
-    return None
-
-
 def check_data(cfg: "Config") -> None:
     """Check the data source name and the keys it needs.
 
@@ -1033,8 +797,11 @@ def check_config(cfg: "Config") -> list[str]:
             "not Keras names (`dlcli summary` builds the catalogue)"
         )
     check_data(cfg)
-    entries = model_entries(cfg)
-    check_graph(cfg, entries)
+    entries = [node.entry for node in model_graph(cfg).nodes]
+    for entry in entries:
+        with in_context(entry.context):
+            check_layer_name(entry.class_name, entry.key_path, cfg=cfg)
+            check_layer_kwargs(entry.class_name, entry.kwargs, entry.args_path, cfg=cfg)
     check_loss(cfg.compile.loss, "compile.loss", cfg=cfg, outputs=cfg.model.outputs)
     check_optimizer(cfg.compile.optimizer, "compile.optimizer", cfg=cfg)
     for i, metric in enumerate(cfg.compile.metrics):

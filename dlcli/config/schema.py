@@ -57,10 +57,26 @@ class DataConfig(_Section):
     ctc: Optional[dict[str, Any]] = Field(None, description="source ctc_digits: {length: digits per string, samples: how many strings}.")
 
 
+class BlockConfig(_Section):
+    """A block: layers written once, used in model.layers like a layer."""
+
+    params: dict[str, Any] = Field(default_factory=dict, description="The block's parameters and their defaults ({filters: 64}); a parameter left empty (null) must be given by every use. Layers write `$filters` for its value.")
+    inputs: list[str] = Field(default_factory=lambda: ["input"], description="The names the block's inputs go by inside it (default: input); a use gives one layer name each.", min_length=1)
+    layers: list[Entry] = Field(..., description="The block's layers, written as in model.layers; `inputs:` names the block's inputs and its own layers.", min_length=1)
+    output: Optional[str] = Field(None, description="The layer (or `name.N`) whose output is the block's output (default: the last layer).")
+
+
 class ModelConfig(_Section):
     """The network: a stack of layers, or a graph when entries carry name/inputs."""
 
-    layers: list[Entry] = Field(..., description="Each entry is `ClassName` or `ClassName: {kwargs}`; `name:` and `inputs:` beside the class make a graph (DAG).", min_length=1)
+    layers: list[Entry] = Field(..., description=(
+        "Each entry is `ClassName` or `ClassName: {kwargs}`; `name:` and `inputs:` beside the class make a graph (DAG). "
+        "`inputs:` is a name, a list of names (one list argument), or a mapping of call arguments "
+        "({query: x, value: x}); `name.N` is element N of a layer with several outputs. "
+        "A block is used as `BlockName: {params}`, with `repeat: N` for N copies in a row. "
+        "`num_classes` as an argument value is the data's class count."
+    ), min_length=1)
+    blocks: Optional[dict[str, BlockConfig]] = Field(None, description="Named blocks of layers with parameters, used in model.layers by name (a residual block, a transformer encoder).")
     input_shape: Optional[list[Optional[int]]] = Field(None, description="Override the input shape taken from the data (without the batch axis).")
     inputs: Optional[dict[str, list[Optional[int]]]] = Field(None, description="Several named model inputs: {name: shape}.")
     outputs: Optional[list[str]] = Field(None, description="Names of the layers that are model outputs (default: the last layer).")

@@ -24,7 +24,6 @@ __all__ = [
     "did_you_mean",
     "accepted_kwargs",
     "check_kwargs",
-    "split_entry",
     "import_dotted",
     "short_message",
     "public_names",
@@ -155,61 +154,6 @@ def check_kwargs(
         names = ", ".join(f"'{m}'" for m in missing)
         raise cfg_error(cfg, key, f"{what} needs argument{'s' if len(missing) > 1 else ''} {names}",
                         hint=f"write it as {what}: {{{missing[0]}: ...}}")
-
-
-def split_entry(raw: Any, *, cfg: Any, key: str, allow_graph: bool = True) -> tuple[str, dict[str, Any], Optional[str], Any]:
-    """Split a layer or callback entry into (class name, kwargs, name, inputs).
-
-    Accepted forms: `"Flatten"`; `{"Conv2D": {kwargs}}`; with `name:` and
-    `inputs:` either beside the class key or inside its kwargs.
-
-    Args:
-        raw: the entry as written.
-        cfg: the Config, for error locations.
-        key: the entry's key path.
-        allow_graph: whether `name:` / `inputs:` beside the class are valid
-            (layers: yes; callbacks: no).
-
-    Returns:
-        (class_name, kwargs, name, inputs); name and inputs are None when
-        absent. `inputs` stays as written (a name or a list of names).
-
-    Raises:
-        ConfigError: not a string or a one-class mapping, or arguments that
-            are not a mapping.
-    """
-    if isinstance(raw, str):
-        if not raw.strip():
-            raise cfg_error(cfg, key, "empty entry")
-        return raw.strip(), {}, None, None
-    if not isinstance(raw, Mapping):
-        raise cfg_error(cfg, key, f"expected `ClassName` or `ClassName: {{arguments}}`, got {type(raw).__name__} {raw!r}")
-    side = {"name", "inputs"} if allow_graph else set()
-    class_keys = [k for k in raw if k not in side]
-    if len(class_keys) != 1:
-        if not class_keys:
-            raise cfg_error(cfg, key, "the entry names no class", hint="write it as `ClassName: {arguments}`")
-        shown = ", ".join(str(k) for k in class_keys)
-        raise cfg_error(
-            cfg, key, f"one entry holds several keys ({shown})",
-            hint=f"indent the arguments under `{class_keys[0]}:`, e.g. {class_keys[0]}: {{{class_keys[1]}: ...}}"
-            + ("; only `name:` and `inputs:` may stand beside the class" if allow_graph else ""),
-        )
-    class_name = str(class_keys[0])
-    args = raw[class_keys[0]]
-    if args is None:
-        args = {}
-    if not isinstance(args, Mapping):
-        raise cfg_error(cfg, key, f"the arguments of {class_name} must be a mapping {{argument: value}}, got {args!r}",
-                        hint=f"e.g. {class_name}: {{name_of_argument: {args!r}}}")
-    kwargs = dict(args)
-    name = raw.get("name") if allow_graph else None
-    inputs = raw.get("inputs") if allow_graph else None
-    if allow_graph and "inputs" in kwargs:
-        if inputs is not None and inputs != kwargs["inputs"]:
-            raise cfg_error(cfg, key, f"`inputs:` given twice, beside {class_name} and inside its arguments")
-        inputs = kwargs.pop("inputs")
-    return class_name, kwargs, (str(name) if name is not None else None), inputs
 
 
 def import_dotted(path: str, *, cfg: Any, key: str, kind: str, base: type) -> type:

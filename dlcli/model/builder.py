@@ -5,7 +5,10 @@ Each entry is `ClassName` or `{ClassName: {kwargs}}`, optionally with
 without `inputs:` takes the previous entry's output, the first one the
 model's input; with them the entries form a graph (skip connections into
 `Add` / `Concatenate`, several inputs from `model.inputs`, several outputs
-from `model.outputs`). The graph is built with the functional API,
+from `model.outputs`, call arguments such as `{query: x, value: ctx}`,
+element N of a layer's outputs as `name.N`). Blocks are expanded and the
+graph is checked and ordered on the config side (`dlcli.config.graph`),
+once for `dlcli validate` and the builder alike. The graph is built with the functional API,
 constructing and calling each layer in turn, exactly as hand-written Keras
 code does, so a config model starts from the same weights as its
 hand-written twin under the same seed.
@@ -20,11 +23,12 @@ Every mistake becomes a ConfigError located at `model.layers.<i>`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
 from typing import Any, Mapping, Optional
 
 import keras
 
+from dlcli.config.graph import Node, Ref, in_context, model_graph, parse_entry
 from dlcli.errors import DlcliError
 from dlcli.model._common import (
     cfg_error,
@@ -33,12 +37,9 @@ from dlcli.model._common import (
     import_dotted,
     public_names,
     short_message,
-    split_entry,
 )
 from dlcli.model.backbones import apply_backbone
 
-# The name a single model input goes by in `inputs:` lists.
-INPUT_NAME = "input"
 # A kwarg value that stands for the data's number of classes.
 NUM_CLASSES = "num_classes"
 # Arguments through which Keras wrappers take another layer
@@ -51,19 +52,6 @@ _OBJECT_ARGS = {
     "_regularizer": "regularizers",
     "_constraint": "constraints",
 }
-
-
-@dataclass
-class _Node:
-    index: int
-    key: str
-    class_name: str
-    kwargs: dict[str, Any]
-    node_id: str
-    name: Optional[str]
-    inputs: Any
-    deps: list[str] = field(default_factory=list)
-    takes_list: bool = False
 
 
 def build_model(cfg: Any, input_shape: Optional[tuple] = None, *, num_classes: Optional[int] = None) -> keras.Model:
@@ -89,21 +77,18 @@ def build_model(cfg: Any, input_shape: Optional[tuple] = None, *, num_classes: O
             cannot be downloaded.
     """
     m = cfg.model
-    inputs = _make_inputs(cfg, input_shape)
-    nodes = [_parse_node(i, raw, cfg) for i, raw in enumerate(m.layers)]
-    _link(nodes, inputs, cfg)
-    order = _topological_order(nodes, cfg)
-    outputs = _output_ids(nodes, inputs, cfg)
+    graph = model_graph(cfg)
+    inputs = _make_inputs(cfg, input_shape, graph.inputs)
+    outputs = {o.node for o in graph.outputs}
 
     mixed = keras.config.dtype_policy().name.startswith("mixed")
     tensors: dict[str, Any] = dict(inputs)
-    for node in order:
-        args = [tensors[d] for d in node.deps]
-        x = args if node.takes_list else args[0]
-        tensors[node.node_id] = _apply(node, x, cfg, num_classes, float32_output=mixed and node.node_id in outputs)
+    for node in graph.nodes:
+        with in_context(node.entry.context):
+            tensors[node.node_id] = _apply(node, tensors, cfg, num_classes, float32_output=mixed and node.node_id in outputs)
 
     model_inputs = list(inputs.values())
-    model_outputs = [tensors[o] for o in outputs]
+    model_outputs = [_tensor(tensors, ref, cfg, "model.outputs") for ref in graph.outputs]
     name = str(m.name or getattr(cfg, "name", None) or "model").replace("/", "_")
     try:
         return keras.Model(
@@ -129,10 +114,13 @@ def _shape(value: Any, *, cfg: Any, key: str) -> tuple:
     return shape
 
 
-def _make_inputs(cfg: Any, input_shape: Optional[tuple]) -> dict[str, Any]:
+def _make_inputs(cfg: Any, input_shape: Any, names: list[str]) -> dict[str, Any]:
     m = cfg.model
     if m.inputs:
         return {str(n): keras.Input(shape=_shape(s, cfg=cfg, key=f"model.inputs.{n}"), name=str(n)) for n, s in m.inputs.items()}
+    if isinstance(input_shape, Mapping):
+        # Named inputs whose shapes come from the data.
+        return {str(n): keras.Input(shape=_shape(input_shape[n], cfg=cfg, key="model.inputs"), name=str(n)) for n in names}
     if m.input_shape:
         shape = _shape(m.input_shape, cfg=cfg, key="model.input_shape")
     elif input_shape:
@@ -140,134 +128,80 @@ def _make_inputs(cfg: Any, input_shape: Optional[tuple]) -> dict[str, Any]:
     else:
         raise cfg_error(cfg, "model.input_shape", "the input shape is unknown: the data gives none and model.input_shape is not set",
                         hint="set model.input_shape, e.g. [28, 28, 1]")
-    return {INPUT_NAME: keras.Input(shape=shape, name=INPUT_NAME)}
-
-
-def _parse_node(index: int, raw: Any, cfg: Any) -> _Node:
-    key = f"model.layers.{index}"
-    class_name, kwargs, name, inputs = split_entry(raw, cfg=cfg, key=key)
-    if class_name != "Backbone":
-        # For a layer, `name` inside the arguments is the Keras layer name
-        # and the node's name alike; for Backbone it names the architecture.
-        if name is not None and "name" in kwargs and kwargs["name"] != name:
-            raise cfg_error(cfg, key, f"`name:` given twice ({name!r} beside {class_name}, {kwargs['name']!r} inside its arguments)")
-        if name is None and "name" in kwargs:
-            name = str(kwargs["name"])
-        if name is not None:
-            kwargs["name"] = name
-    node_id = name if name is not None else f"#{index}"
-    return _Node(index, key, class_name, kwargs, node_id, name, inputs)
-
-
-def _link(nodes: list[_Node], inputs: dict[str, Any], cfg: Any) -> None:
-    """Fill each node's dependencies; check names are unique and known."""
-    owner: dict[str, str] = {n: "model input" for n in inputs}
-    for node in nodes:
-        if node.name is None:
-            continue
-        if node.name in owner:
-            raise cfg_error(cfg, node.key, f"layer name '{node.name}' is already used by {owner[node.name]}",
-                            hint="give every layer its own name")
-        owner[node.name] = node.key
-    known = [n for n in owner]
-    for node in nodes:
-        if node.inputs is None:
-            if node.index > 0:
-                node.deps = [nodes[node.index - 1].node_id]
-            elif len(inputs) == 1:
-                node.deps = [next(iter(inputs))]
-            else:
-                raise cfg_error(cfg, node.key, f"the model has {len(inputs)} inputs ({', '.join(inputs)}); say which this layer takes",
-                                hint=f"add inputs: {next(iter(inputs))}")
-            continue
-        refs = node.inputs if isinstance(node.inputs, list) else [node.inputs]
-        if not refs:
-            raise cfg_error(cfg, node.key, "inputs: is empty", hint="name an earlier layer or a model input")
-        for ref in refs:
-            if not isinstance(ref, str):
-                raise cfg_error(cfg, node.key, f"inputs: names layers or model inputs, got {ref!r}")
-            if ref not in owner:
-                raise cfg_error(cfg, node.key, f"inputs: '{ref}' is not a layer or model input",
-                                hint=did_you_mean(ref, known) or f"known: {', '.join(known)}")
-            if ref == node.name:
-                raise cfg_error(cfg, node.key, f"layer '{ref}' takes its own output (a cycle)")
-        node.deps = list(refs)
-        node.takes_list = isinstance(node.inputs, list) and len(refs) > 1
-
-
-def _topological_order(nodes: list[_Node], cfg: Any) -> list[_Node]:
-    """Order nodes so every input comes first; file order where free."""
-    by_id = {n.node_id: n for n in nodes}
-    pending = {n.node_id: {d for d in n.deps if d in by_id} for n in nodes}
-    order: list[_Node] = []
-    done: set[str] = set()
-    while len(order) < len(nodes):
-        ready = [n for n in nodes if n.node_id not in done and pending[n.node_id] <= done]
-        if not ready:
-            cycle = _find_cycle(nodes, pending, done)
-            first = by_id[cycle[0]]
-            raise cfg_error(cfg, first.key, "the layers form a cycle: " + " -> ".join(_label(by_id[c]) for c in cycle + cycle[:1]),
-                            hint="inputs: must point to layers that do not depend on this one")
-        # Take the earliest ready node, so a plain stack keeps its order.
-        node = ready[0]
-        order.append(node)
-        done.add(node.node_id)
-    return order
-
-
-def _find_cycle(nodes: list[_Node], pending: dict[str, set[str]], done: set[str]) -> list[str]:
-    start = next(n.node_id for n in nodes if n.node_id not in done)
-    path: list[str] = []
-    seen: dict[str, int] = {}
-    current = start
-    while current not in seen:
-        seen[current] = len(path)
-        path.append(current)
-        current = next(d for d in sorted(pending[current]) if d not in done)
-    # `path` follows inputs backwards; show the data flow, from the first entry.
-    cycle = path[seen[current]:][::-1]
-    index = {n.node_id: n.index for n in nodes}
-    first = min(range(len(cycle)), key=lambda i: index[cycle[i]])
-    return cycle[first:] + cycle[:first]
-
-
-def _label(node: _Node) -> str:
-    return node.name if node.name is not None else f"{node.class_name} ({node.key})"
-
-
-def _output_ids(nodes: list[_Node], inputs: dict[str, Any], cfg: Any) -> list[str]:
-    names = cfg.model.outputs
-    if not names:
-        return [nodes[-1].node_id]
-    known = [n.name for n in nodes if n.name is not None]
-    for i, out in enumerate(names):
-        if out not in known:
-            raise cfg_error(cfg, f"model.outputs.{i}", f"no layer named '{out}'",
-                            hint=did_you_mean(out, known) or "outputs name layers that carry `name:`")
-    return [str(o) for o in names]
+    return {names[0]: keras.Input(shape=shape, name=names[0])}
 
 
 # ---------------------------------------------------------------------------
 # Layers
 
 
-def _apply(node: _Node, x: Any, cfg: Any, num_classes: Optional[int], *, float32_output: bool) -> Any:
-    """Construct the node's layer and call it on `x`."""
-    if node.class_name == "Backbone":
-        return apply_backbone(x, node.kwargs, cfg=cfg, key=node.key)
-    kwargs = dict(node.kwargs)
+def _tensor(tensors: dict[str, Any], ref: Ref, cfg: Any, key: str) -> Any:
+    """The tensor a reference names; `name.N` takes element N of a layer's outputs."""
+    value = tensors[ref.node]
+    if ref.index is None:
+        return value
+    if not isinstance(value, (list, tuple)):
+        raise cfg_error(cfg, key, f"'{ref.text}': layer '{ref.node}' has one output, not several",
+                        hint=f"write {ref.node} without .{ref.index}")
+    if ref.index >= len(value):
+        raise cfg_error(cfg, key, f"'{ref.text}': layer '{ref.node}' has {len(value)} outputs (0 to {len(value) - 1})")
+    return value[ref.index]
+
+
+def _call_inputs(node: Node, tensors: dict[str, Any], cfg: Any) -> tuple[list[Any], dict[str, Any]]:
+    e = node.entry
+    args = [_tensor(tensors, r, cfg, e.inputs_path) for r in node.args]
+    if e.takes_list and len(args) > 1:
+        args = [args]
+    call: dict[str, Any] = {}
+    for arg, value in node.call.items():
+        where = f"{e.inputs_path}.{arg}"
+        if isinstance(value, Ref):
+            call[arg] = _tensor(tensors, value, cfg, where)
+        elif isinstance(value, list):
+            call[arg] = [_tensor(tensors, v, cfg, where) for v in value]
+        else:
+            call[arg] = value
+    return args, call
+
+
+def _check_call_args(layer: Any, node: Node, cfg: Any) -> None:
+    """A mapping names arguments of the layer's `call`, checked before calling."""
+    if not node.call:
+        return
+    params = inspect.signature(layer.call).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n in params if n not in ("self", "training", "args", "kwargs")]
+    for arg in node.call:
+        if arg not in params:
+            raise cfg_error(cfg, f"{node.entry.inputs_path}.{arg}", f"{node.entry.class_name}.call() has no argument '{arg}'",
+                            hint=did_you_mean(arg, valid) or f"it takes: {', '.join(valid)}")
+
+
+def _apply(node: Node, tensors: dict[str, Any], cfg: Any, num_classes: Optional[int], *, float32_output: bool) -> Any:
+    """Construct the node's layer and call it on its inputs."""
+    e = node.entry
+    args, call = _call_inputs(node, tensors, cfg)
+    if e.class_name == "Backbone":
+        return apply_backbone(args[0], e.kwargs, cfg=cfg, key=e.key_path)
+    kwargs = dict(e.kwargs)
+    if e.name is not None:
+        kwargs["name"] = e.name
     if float32_output and "dtype" not in kwargs:
         # Mixed precision: outputs stay float32 for a stable loss (Keras guide).
         kwargs["dtype"] = "float32"
-    layer = make_layer(node.class_name, kwargs, cfg=cfg, key=node.key, num_classes=num_classes)
+    layer = make_layer(e.class_name, kwargs, cfg=cfg, key=e.key_path, num_classes=num_classes)
+    _check_call_args(layer, node, cfg)
     try:
-        return layer(x)
+        return layer(*args, **call)
     except DlcliError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of a layer on its input is the config's
-        what = f"{node.class_name}{_quoted(node.name)}"
-        raise cfg_error(cfg, node.key, f"{what} cannot take its input of shape {_shape_text(x)}: {short_message(exc)}",
-                        hint=_call_hint(exc, node.class_name)) from None
+        what = f"{e.class_name}{_quoted(e.name)}"
+        given = args[0] if len(args) == 1 and not call else [*args, *call.values()]
+        raise cfg_error(cfg, e.key_path, f"{what} cannot take its input of shape {_shape_text(given)}: {short_message(exc)}",
+                        hint=_call_hint(exc, e.class_name)) from None
 
 
 def _quoted(name: Optional[str]) -> str:
@@ -385,8 +319,8 @@ def _is_layer_entry(value: Any) -> bool:
 
 
 def _nested_layer(value: Any, *, cfg: Any, key: str, arg: str, num_classes: Optional[int]) -> keras.layers.Layer:
-    class_name, kwargs, _, _ = split_entry(value, cfg=cfg, key=key, allow_graph=False)
-    return make_layer(class_name, kwargs, cfg=cfg, key=key, num_classes=num_classes)
+    entry = parse_entry(value, key, cfg=cfg, graph=False)
+    return make_layer(entry.class_name, entry.kwargs, cfg=cfg, key=key, num_classes=num_classes)
 
 
 def _object_module(arg: str) -> Optional[tuple[str, Any]]:

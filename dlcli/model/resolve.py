@@ -20,7 +20,8 @@ from typing import Any, Mapping, Optional
 
 import keras
 
-from dlcli.model._common import cfg_error, check_kwargs, did_you_mean, import_dotted, public_names, short_message, split_entry
+from dlcli.config.graph import parse_entry
+from dlcli.model._common import cfg_error, check_kwargs, did_you_mean, import_dotted, public_names, short_message
 from dlcli.model.ctc import CTCSequenceAccuracy
 
 # Names Keras has no object for; everything else goes through Keras.
@@ -350,7 +351,8 @@ def build_callbacks(cfg: Any) -> list[keras.callbacks.Callback]:
     out: list[keras.callbacks.Callback] = []
     for i, raw in enumerate(cfg.train.callbacks or []):
         key = f"train.callbacks.{i}"
-        class_name, kwargs, _, _ = split_entry(raw, cfg=cfg, key=key, allow_graph=False)
+        entry = parse_entry(raw, key, cfg=cfg, what="callback", graph=False)
+        class_name, kwargs = entry.class_name, entry.kwargs
         cls = _callback_class(class_name, cfg=cfg, key=key)
         check_kwargs(cls, kwargs, cfg=cfg, key=key, what=class_name)
         if class_name in {"ModelCheckpoint", "BackupAndRestore", "OrbaxCheckpoint"}:
