@@ -102,9 +102,11 @@ def train(
     if name:
         cfg.name = name
     from dlcli.model.trust import using
+    from dlcli.runs import run_locks
     from dlcli.training import train as _train
 
-    with using(unsafe, trust_modules, run_config=Path(resume) if resume is not None else None):
+    # The run folder is locked while this process trains in it.
+    with using(unsafe, trust_modules, run_config=Path(resume) if resume is not None else None), run_locks(resume):
         return _train(cfg, output=output, name=name, resume=resume, progress=progress, console=console)
 
 
@@ -162,8 +164,10 @@ def finetune(
     from dlcli.finetune import finetune as _finetune
     from dlcli.model.trust import using
 
+    from dlcli.runs import run_locks
+
     resume = kwargs.get("resume")
-    with using(unsafe, trust_modules, run_config=Path(resume) if resume is not None else None):
+    with using(unsafe, trust_modules, run_config=Path(resume) if resume is not None else None), run_locks(resume):
         return _finetune(base, data_dir, **kwargs)
 
 

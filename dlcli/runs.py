@@ -9,14 +9,17 @@ half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
+import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from dlcli.errors import RunError
+from dlcli.errors import ConfigError, RunError
 
 if TYPE_CHECKING:  # pragma: no cover
     from dlcli.data.spec import DataSpec
@@ -103,6 +106,109 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+# -- run names ---------------------------------------------------------------
+
+MAX_NAME_LENGTH = 100
+_NAME_RULE = "a folder name: no / or \\, no leading '.', at most 100 characters"
+
+
+def name_problem(name: str) -> Optional[str]:
+    """What makes `name` unusable as a run name (it must stay one folder
+    inside --output), or None."""
+    if not name or not name.strip():
+        return "is empty"
+    if "/" in name or "\\" in name or os.path.isabs(name):
+        return "is a path, not a name"
+    if name.startswith("."):
+        return "starts with '.' (a hidden folder, or '..' leaving --output)"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"is {len(name)} characters long (at most {MAX_NAME_LENGTH})"
+    if any(unicodedata.category(c).startswith("C") for c in name):
+        return "holds control characters"
+    return None
+
+
+def check_run_name(name: str, *, cfg: Any = None, key: str = "name") -> None:
+    """Refuse a run name that would leave --output or not be one folder.
+
+    Args:
+        name: the run name (`--name`, the config's `name:`, or its stem).
+        cfg: the Config, so that an error names its file and line.
+        key: `name` or `--name`, for the message.
+
+    Raises:
+        ConfigError: the name and what is wrong with it (exit 2).
+    """
+    problem = name_problem(name)
+    if problem is None:
+        return
+    message = f"run name {name!r} {problem}"
+    hint = f"a run name is {_NAME_RULE}"
+    locate = getattr(cfg, "error", None) if key == "name" else None
+    if callable(locate):
+        raise locate(key, message, hint=hint)
+    raise ConfigError(message, key=key, hint=hint)
+
+
+def keras_name(name: str) -> str:
+    """A Keras model name from a run name: TensorFlow takes only ASCII
+    letters, digits and `_.-` in names, not starting with `_` or `-`
+    (`my iris` -> `my_iris`, `_base` -> `m_base`, `über` -> `uber`)."""
+    ascii_text = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", ascii_text)
+    if not safe:
+        return "model"
+    return safe if safe[0].isalnum() else f"m{safe}"
+
+
+# -- run-folder lock ----------------------------------------------------------
+
+_LOCKS: contextvars.ContextVar[Optional[list[int]]] = contextvars.ContextVar("dlcli_run_locks", default=None)
+
+
+@contextlib.contextmanager
+def run_locks(resume: Optional[str | Path] = None) -> Iterator[None]:
+    """Hold a lock on every run folder trained inside the block: `resume`
+    at once, and each folder `new_run_dir` creates. The lock is an flock
+    on the folder itself (nothing is written into it), released when the
+    block ends or the process dies.
+
+    Raises:
+        RunError: `resume` is being trained by another process.
+    """
+    held: list[int] = []
+    token = _LOCKS.set(held)
+    try:
+        if resume is not None and Path(resume).is_dir():
+            lock_run_folder(Path(resume))
+        yield
+    finally:
+        _LOCKS.reset(token)
+        for fd in held:
+            os.close(fd)
+
+
+def lock_run_folder(folder: Path) -> None:
+    """Lock `folder` for the enclosing `run_locks` block (no-op outside one).
+
+    Raises:
+        RunError: another process (or another run in this one) holds it.
+    """
+    import fcntl
+
+    held = _LOCKS.get()
+    if held is None:
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise RunError(f"run folder {folder} is being trained by another process",
+                       hint="wait for it to finish (or stop it), then --resume") from None
+    held.append(fd)
+
+
 def new_run_dir(root: str | Path, name: str) -> Path:
     """Create and return a fresh numbered folder `<root>/<name>/<N>/`.
 
@@ -112,7 +218,10 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     Raises:
         RunError: the root cannot be created or written.
     """
+    check_run_name(name)
     base = Path(root) / name
+    if Path(os.path.abspath(base)).parent != Path(os.path.abspath(root)):
+        raise RunError(f"run name {name!r} would leave {root}")
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -125,6 +234,7 @@ def new_run_dir(root: str | Path, name: str) -> Path:
         candidate = base / str(n)
         try:
             candidate.mkdir()
+            lock_run_folder(candidate)
             return candidate
         except FileExistsError:
             n += 1

@@ -89,7 +89,11 @@ def build_model(cfg: Any, input_shape: Optional[tuple] = None, *, num_classes: O
 
     model_inputs = list(inputs.values())
     model_outputs = [_tensor(tensors, ref, cfg, "model.outputs") for ref in graph.outputs]
-    name = str(m.name or getattr(cfg, "name", None) or "model").replace("/", "_")
+    from dlcli.runs import keras_name
+
+    # TensorFlow takes few characters in names: `my iris`, `_base` and
+    # non-ASCII run names (file stems) would not build.
+    name = keras_name(str(m.name or getattr(cfg, "name", None) or "model"))
     try:
         return keras.Model(
             model_inputs[0] if len(model_inputs) == 1 else model_inputs,

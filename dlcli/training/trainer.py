@@ -38,6 +38,7 @@ from dlcli.runs import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    check_run_name,
     new_run_dir,
 )
 from dlcli.training import checkpoint as ckpt
@@ -99,6 +100,8 @@ def train(
     state = _resume_state(resume_dir, cfg) if resume_dir is not None else None
     if resume_dir is None:
         _check_output_root(output)
+        # A run name never leaves --output (dlcli.runs.check_run_name).
+        check_run_name(name or cfg.name or "run", cfg=cfg, key="--name" if name else "name")
 
     import keras
 
