@@ -5,7 +5,9 @@ Offline stand-ins where a config needs a download: a small random
 mnist.npz in a temporary KERAS_HOME (Keras's loader pointed at it, as its
 checksum would reject it), a generated image folder for the fine-tune
 config, whose backbone then starts from random weights (`weights: null`:
-ImageNet weights are a download).
+ImageNet weights are a download), and for the Xception and transformer
+configs; random token ids and series in the npz layout their comments
+describe.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ QUICK: dict[str, list[str]] = {
         "data.batch_size=8",
         "finetune.fine_tune_epochs=1",
     ],
+    # The parameter counts at the examples' own shapes: test_model_configs.py.
+    "xception_cats_dogs": ["data.image_size=[32, 32]", "data.batch_size=8"],
+    "transformer_text": ["data.batch_size=16"],
 }
 
 
@@ -45,6 +50,11 @@ def offline_inputs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     install_fake_mnist(tmp_path, monkeypatch)
     make_demo_image_folder(tmp_path / "cats_dogs", n_per_class=12, size=64)
+    make_demo_image_folder(tmp_path / "PetImages", n_per_class=12, size=40, corrupt=False)
+    rng = np.random.default_rng(0)
+    # IMDB reviews as token ids (200 per review), FordA as short series.
+    np.savez(tmp_path / "imdb_200.npz", x=rng.integers(1, 20000, (48, 200)), y=rng.integers(0, 2, 48))
+    np.savez(tmp_path / "forda.npz", x=rng.normal(size=(48, 40, 1)).astype("float32"), y=rng.integers(0, 2, 48))
     return tmp_path
 
 

@@ -53,7 +53,7 @@ BACKBONE_ARGS = ("name", "weights", "trainable", "pooling", "preprocess", "fine_
 BACKBONE_APP_ARGS_SET_BY_DLCLI = (
     "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes", "classifier_activation", "name",
 )
-EXTRA_LAYERS = {BACKBONE: BACKBONE_ARGS}
+EXTRA_LAYERS = {BACKBONE: BACKBONE_ARGS, "PositionEmbedding": ("sequence_length", "initializer", "name", "dtype", "trainable")}
 EXTRA_LOSSES = ("ctc",)
 EXTRA_METRICS = ("ctc_sequence_accuracy", "sequence_accuracy")
 
