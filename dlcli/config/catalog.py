@@ -804,8 +804,11 @@ def check_config(cfg: "Config") -> list[str]:
             check_layer_kwargs(entry.class_name, entry.kwargs, entry.args_path, cfg=cfg)
     check_loss(cfg.compile.loss, "compile.loss", cfg=cfg, outputs=cfg.model.outputs)
     check_optimizer(cfg.compile.optimizer, "compile.optimizer", cfg=cfg)
-    for i, metric in enumerate(cfg.compile.metrics):
-        check_metric(metric, f"compile.metrics.{i}", cfg=cfg)
+    metrics = cfg.compile.metrics
+    per_output = metrics.items() if isinstance(metrics, dict) else [(None, metrics)]
+    for out, listed in per_output:  # a mapping: {output name: metrics}
+        for i, metric in enumerate(listed if isinstance(listed, list) else [listed]):
+            check_metric(metric, f"compile.metrics.{out + '.' if out else ''}{i}", cfg=cfg)
     for i, raw in enumerate(cfg.train.callbacks):
         entry = parse_entry(raw, f"train.callbacks.{i}", cfg=cfg, what="callback", graph=False)
         check_callback(entry.class_name, entry.kwargs, entry.key_path, entry.args_path, cfg=cfg)

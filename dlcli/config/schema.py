@@ -39,7 +39,8 @@ class DataConfig(_Section):
         ),
     )
     path: Optional[str] = Field(None, description="File or folder for image_dir / csv / npz, relative to the current directory.")
-    target: Optional[str] = Field(None, description="csv: the label column.")
+    target: Optional[Union[str, list[str]]] = Field(None, description="csv: the label column; npz: the target array. A list: one per model output, each output layer named after its target.")
+    sample_weight: Optional[str] = Field(None, description="Per-sample loss weights: a csv column or an npz array (npz default: an array named sample_weight, if any).")
     features: Optional[list[str]] = Field(None, description="csv: the feature columns (default: every column but the target).")
     image_size: Optional[list[int]] = Field(None, description="image_dir: resize every image to [height, width] (default 224x224, or the backbone's size).", min_length=2, max_length=2)
     color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="image_dir: grayscale | rgb.")
@@ -78,7 +79,7 @@ class ModelConfig(_Section):
     ), min_length=1)
     blocks: Optional[dict[str, BlockConfig]] = Field(None, description="Named blocks of layers with parameters, used in model.layers by name (a residual block, a transformer encoder).")
     input_shape: Optional[list[Optional[int]]] = Field(None, description="Override the input shape taken from the data (without the batch axis).")
-    inputs: Optional[dict[str, list[Optional[int]]]] = Field(None, description="Several named model inputs: {name: shape}.")
+    inputs: Optional[Union[list[str], dict[str, Optional[list[Optional[int]]]]]] = Field(None, description="Named model inputs: a list of names (shapes from the data: npz arrays, csv inputs), or {name: shape} (null: from the data).")
     outputs: Optional[list[str]] = Field(None, description="Names of the layers that are model outputs (default: the last layer).")
     name: Optional[str] = Field(None, description="The Keras model's name (default: the config's name).")
 
@@ -88,7 +89,7 @@ class CompileConfig(_Section):
 
     loss: KerasRef = Field("sparse_categorical_crossentropy", description="A Keras loss name, or {class_name, config}; `ctc` for sequence labelling.")
     optimizer: KerasRef = Field("adam", description="A Keras optimizer name, or {class_name, config}; learning_rate may be a schedule {class_name, config}.")
-    metrics: list[KerasRef] = Field(default_factory=lambda: ["accuracy"], description="Keras metric names or {class_name, config}.")
+    metrics: Union[list[KerasRef], dict[str, Union[KerasRef, list[KerasRef]]]] = Field(default_factory=lambda: ["accuracy"], description="Keras metric names or {class_name, config}; or a mapping {output name: metrics} for several outputs.")
     loss_weights: Optional[Union[list[float], dict[str, float]]] = Field(None, description="Weights of several outputs' losses.")
     steps_per_execution: Union[int, Literal["auto"]] = Field("auto", description="Batches per tf.function call; auto picks a value for small models.")
     jit_compile: Union[bool, Literal["auto"]] = Field("auto", description="XLA compilation: true, false or auto (Keras's default).")

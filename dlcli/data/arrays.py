@@ -175,36 +175,52 @@ def _select(x: np.ndarray, y: np.ndarray, remap: np.ndarray) -> tuple[np.ndarray
 def assemble(
     cfg: Any,
     spec: dict[str, Any],
-    train: tuple[np.ndarray, np.ndarray],
-    val: Optional[tuple[np.ndarray, np.ndarray]],
-    test: Optional[tuple[np.ndarray, np.ndarray]],
+    train: tuple,
+    val: Optional[tuple],
+    test: Optional[tuple],
 ) -> DataBundle:
-    """Build the `tf.data` pipelines and the DataBundle for array splits."""
+    """Build the `tf.data` pipelines and the DataBundle for array splits.
+
+    Each split is `(x, y)` or `(x, y, sample_weight)`; `x` and `y` may be
+    dicts of arrays keyed by model input / output name. Named inputs make
+    `input_shape` a dict `{name: shape}` (`spec["inputs"]` records it;
+    `spec["input_shape"]` is the first input's).
+    """
     from dlcli.data.pipeline import array_dataset, build_augmenter
 
     d = cfg.data
     seed = int(cfg.seed)
     augment = build_augmenter(cfg)
     x_train = train[0]
-    input_shape = tuple(int(v) for v in x_train.shape[1:])
-    spec["input_shape"] = list(input_shape)
+    named = isinstance(x_train, dict)
+    given = x_train.items() if named else [("x", x_train)]
+    shapes = {k: tuple(int(v) for v in a.shape[1:]) for k, a in given}
+    # Raw strings (for a TextVectorization first layer) need a string input.
+    kinds = {k: ({"shape": list(shapes[k]), "dtype": "string"} if a.dtype.kind in "US" else shapes[k]) for k, a in given}
+    input_shape: Any = kinds if named else kinds["x"]
+    spec["input_shape"] = list(next(iter(shapes.values())))
+    if named:
+        spec["inputs"] = {k: list(v) for k, v in shapes.items()}
+        spec["input_dtypes"] = {k: str(a.dtype) for k, a in x_train.items()}
+
+    def count(split):
+        return int(len(next(iter(split[0].values())) if isinstance(split[0], dict) else split[0])) if split else 0
+
     spec["seed"] = seed
-    spec["counts"] = {
-        "train": int(len(x_train)),
-        "val": int(len(val[0])) if val else 0,
-        "test": int(len(test[0])) if test else 0,
-    }
+    spec["counts"] = {"train": count(train), "val": count(val), "test": count(test)}
 
     def make(split, training):
         if split is None:
             return None
         return array_dataset(
             split[0], split[1], batch_size=d.batch_size, training=training, seed=seed,
-            shuffle_buffer=d.shuffle_buffer, augment=augment,
+            shuffle_buffer=d.shuffle_buffer, augment=augment, weights=split[2] if len(split) > 2 else None,
         )
 
-    def representative(n: int) -> np.ndarray:
-        return np.asarray(x_train[:n], dtype=np.float32)
+    def representative(n: int) -> Any:
+        if named:
+            return {k: np.asarray(a[:n]) for k, a in x_train.items()}
+        return np.asarray(x_train[:n], dtype=np.float32) if x_train.dtype.kind not in "US" else x_train[:n]
 
     typed = DataSpec(**spec)
     return DataBundle(
@@ -218,5 +234,5 @@ def assemble(
         num_test=typed.counts.test,
         representative=representative,
         rng_variables=list(getattr(augment, "rng_variables", [])),
-        adapt_data=lambda: make(train, False).map(lambda x, y: x),
+        adapt_data=lambda: make(train, False).map(lambda x, *rest: x),
     )

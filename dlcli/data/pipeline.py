@@ -14,14 +14,15 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def array_dataset(
-    x: np.ndarray,
-    y: np.ndarray,
+    x: Any,
+    y: Any,
     *,
     batch_size: int,
     training: bool,
     seed: int,
     shuffle_buffer: int,
     augment: Optional[Callable] = None,
+    weights: Any = None,
 ) -> tf.data.Dataset:
     """Batched `(x, y)` pipeline over in-memory arrays.
 
@@ -30,25 +31,32 @@ def array_dataset(
     already live in memory, so `cache()` would only copy them again.
 
     Args:
-        x, y: samples and labels, same first dimension.
+        x, y: samples and labels, same first dimension; either may be a
+            dict of arrays (named model inputs / outputs).
         batch_size: samples per batch.
         training: shuffle (seeded, reshuffled each epoch) and augment.
         seed: the shuffle seed.
         shuffle_buffer: the most samples in the shuffle buffer (0: no
             shuffling).
         augment: a batch -> batch function applied to training batches.
+        weights: per-sample loss weights (Keras's `sample_weight`), or None.
     """
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if training and shuffle_buffer > 0 and len(x) > 1:
-        ds = ds.shuffle(min(len(x), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
+    n = len(next(iter(x.values())) if isinstance(x, dict) else x)
+    if training and shuffle_buffer > 0 and n > 1:
+        ds = ds.shuffle(min(n, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     plain = tf.autograph.experimental.do_not_convert  # no Python control flow to convert
-    if x.dtype != np.float32:
-        ds = ds.map(plain(lambda a, b: (tf.cast(a, tf.float32), b)), num_parallel_calls=AUTOTUNE, deterministic=True)
+    arrays = x.values() if isinstance(x, dict) else [x]
+    if any(a.dtype not in (np.float32,) and a.dtype.kind not in "US" for a in arrays):
+        # Strings stay strings (for TextVectorization / StringLookup).
+        cast = plain(lambda a: a if a.dtype in (tf.float32, tf.string) else tf.cast(a, tf.float32))
+        ds = ds.map(plain(lambda a, *rest: (tf.nest.map_structure(cast, a), *rest)),
+                    num_parallel_calls=AUTOTUNE, deterministic=True)
     if training and augment is not None:
         # Sequential: the augmentation layers' seed state advances once per
         # batch in batch order, so augmented runs repeat (and resume) exactly.
-        ds = ds.map(plain(lambda a, b: (augment(a), b)))
+        ds = ds.map(plain(lambda a, *rest: (augment(a), *rest)))
     return ds.prefetch(AUTOTUNE)
 
 

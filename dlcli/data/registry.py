@@ -197,7 +197,7 @@ register_source(Source(
     needs=("target",), reader="table", doc="a CSV file with a header line",
 ))
 register_source(Source(
-    "npz", "dlcli.data.tabular:npz_source", "file", path="file", suffixes=(".npz",),
+    "npz", "dlcli.data.npz:npz_source", "file", path="file", suffixes=(".npz",),
     reader="array", doc="a NumPy .npz file of arrays x and y",
 ))
 register_source(Source(

@@ -118,13 +118,25 @@ def _shape(value: Any, *, cfg: Any, key: str) -> tuple:
     return shape
 
 
+def _data_input(name: str, shape: Any, cfg: Any) -> Any:
+    """A model input shaped as the data says: a shape, or {shape, dtype}
+    (raw strings take shape [] and dtype string)."""
+    if isinstance(shape, Mapping):
+        dims = tuple(shape.get("shape") or ())
+        return keras.Input(shape=_shape(dims, cfg=cfg, key="model.inputs") if dims else (), dtype=shape.get("dtype"), name=name)
+    return keras.Input(shape=_shape(shape, cfg=cfg, key="model.input_shape"), name=name)
+
+
 def _make_inputs(cfg: Any, input_shape: Any, names: list[str]) -> dict[str, Any]:
     m = cfg.model
     if m.inputs:
-        return {str(n): keras.Input(shape=_shape(s, cfg=cfg, key=f"model.inputs.{n}"), name=str(n)) for n, s in m.inputs.items()}
-    if isinstance(input_shape, Mapping):
+        return _named_inputs(cfg, input_shape)
+    if isinstance(input_shape, Mapping) and "shape" not in input_shape:
         # Named inputs whose shapes come from the data.
-        return {str(n): keras.Input(shape=_shape(input_shape[n], cfg=cfg, key="model.inputs"), name=str(n)) for n in names}
+        return {str(n): _data_input(str(n), input_shape[n], cfg) for n in names}
+    if isinstance(input_shape, Mapping) and not m.input_shape:
+        # One input of raw strings.
+        return {names[0]: _data_input(names[0], input_shape, cfg)}
     if m.input_shape:
         shape = _shape(m.input_shape, cfg=cfg, key="model.input_shape")
     elif input_shape:
@@ -133,6 +145,22 @@ def _make_inputs(cfg: Any, input_shape: Any, names: list[str]) -> dict[str, Any]
         raise cfg_error(cfg, "model.input_shape", "the input shape is unknown: the data gives none and model.input_shape is not set",
                         hint="set model.input_shape, e.g. [28, 28, 1]")
     return {names[0]: keras.Input(shape=shape, name=names[0])}
+
+
+def _named_inputs(cfg: Any, input_shape: Any) -> dict[str, Any]:
+    """`model.inputs`: names (shapes from the data) or {name: shape}
+    (null: from the data)."""
+    m = cfg.model
+    given = m.inputs if isinstance(m.inputs, Mapping) else {n: None for n in m.inputs}
+    data = input_shape if isinstance(input_shape, Mapping) and "shape" not in input_shape else {}
+    out = {}
+    for n, s in given.items():
+        if s is None and n not in data:
+            raise cfg_error(cfg, f"model.inputs.{n}", f"the shape of input '{n}' is unknown: the data has no input named so",
+                            hint=f"give it, e.g. {n}: [8]" + (f" (the data's inputs: {', '.join(data)})" if data else ""))
+        out[str(n)] = (keras.Input(shape=_shape(s, cfg=cfg, key=f"model.inputs.{n}"), name=str(n)) if s is not None
+                       else _data_input(str(n), data[n], cfg))
+    return out
 
 
 # ---------------------------------------------------------------------------
