@@ -46,6 +46,19 @@ class Standardize(_Strict):
     std: list[float]
 
 
+class OutputSpec(_Strict):
+    """One model output's target, where there are named or several
+    targets (npz arrays, csv target lists): what evaluate and predict
+    report for it."""
+
+    name: str = Field(..., description="The output layer's (and the target's) name.")
+    task: Task = "regression"
+    label_mode: LabelMode = "float"
+    class_names: Optional[list[str]] = None
+    num_classes: Optional[int] = None
+    shape: list[int] = Field(default_factory=list, description="One sample's target shape (no batch axis).")
+
+
 class DataSpec(_Strict):
     """What a model was trained on and how its inputs were prepared.
 
@@ -91,6 +104,12 @@ class DataSpec(_Strict):
     target: Optional[Union[str, list[str]]] = None
     categorical: Optional[dict[str, list[str]]] = None
     feature_names: Optional[list[str]] = None
+
+    # Named inputs and outputs (npz arrays named after them).
+    inputs: Optional[dict[str, list[Optional[int]]]] = None
+    input_dtypes: Optional[dict[str, str]] = None
+    outputs: Optional[list[OutputSpec]] = None
+    sample_weight: Optional[str] = None
 
     # ctc_digits.
     blank_index: Optional[int] = None
