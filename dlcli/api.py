@@ -32,6 +32,32 @@ def load(config: ConfigLike, overrides: Sequence[str] = ()) -> Any:
     return load_config(config, tuple(overrides))
 
 
+def validate(config: ConfigLike, overrides: Sequence[str] = ()) -> Any:
+    """Check a config without importing TensorFlow (keys, types, Keras
+    names and arguments, the layer graph); `cfg.notices` says what could
+    not be checked.
+
+    Returns:
+        The validated `dlcli.config.Config`.
+
+    Raises:
+        ConfigError: located at the file, line and key.
+    """
+    return load(config, overrides)
+
+
+# The JSON Schema dialect pydantic's model_json_schema() follows.
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of a dlcli config, for YAML language servers."""
+    from dlcli.config.schema import Config
+
+    out = Config.model_json_schema()
+    return {"$schema": JSON_SCHEMA_DIALECT, "title": "dlcli config", **{k: v for k, v in out.items() if k != "title"}}
+
+
 def summary(config: ConfigLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Build the config's model and describe its layers and parameters.
 
@@ -49,6 +75,11 @@ def summary(config: ConfigLike, overrides: Sequence[str] = ()) -> dict[str, Any]
         bundle = load_data(cfg)
         input_shape, num_classes = bundle.input_shape, bundle.num_classes
     model = build_model(cfg, input_shape, num_classes=num_classes)
+    # TensorFlow is loaded now: make sure later `validate` runs can check
+    # Keras names even when the shipped catalogue is for another version.
+    from dlcli.config.catalog import ensure_catalog
+
+    ensure_catalog()
     return summarize(model)
 
 
@@ -172,13 +203,33 @@ def finetune(
 
 
 def export(
-    run: Union[str, Path], fmt: str, *, unsafe: bool = False, trust_modules: Sequence[str] = (), **kwargs: Any
+    run: Union[str, Path],
+    fmt: str,
+    *,
+    quantize: str = "none",
+    min_agreement: Optional[float] = None,
+    samples: int = 500,
+    calibration_samples: int = 300,
+    unsafe: bool = False,
+    trust_modules: Sequence[str] = (),
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """Export a run's model (saved_model | tflite | onnx) with a parity
-    check; see dlcli.export. `unsafe` and `trust_modules`: what the model
-    file may use."""
+    check on held-out data; see dlcli.export.
+
+    Bad options are refused before TensorFlow is imported. `unsafe` and
+    `trust_modules`: what the model file may use.
+
+    Raises:
+        ConfigError: an unknown format, quantize mode or bad number.
+        ExportError: the export disagrees with the Keras model (exit 1).
+    """
+    from dlcli.export import check_options
+
+    check_options(fmt, quantize, min_agreement, samples, calibration_samples)
     from dlcli.export import export_run
     from dlcli.model.trust import using
 
     with using(unsafe, trust_modules):
-        return export_run(run, fmt, **kwargs)
+        return export_run(run, fmt, quantize=quantize, min_agreement=min_agreement, samples=samples,
+                          calibration_samples=calibration_samples, **kwargs)

@@ -1,23 +1,33 @@
 """dlcli's command line: Typer commands only.
 
-Each command parses options, calls one function of `dlcli.api` and prints
-the result. Nothing here imports TensorFlow at module level, so
-`dlcli --help`, `dlcli validate` and `dlcli schema` stay fast.
+Every command is registered here, in one table, in the order `dlcli
+--help` lists them. Each command module declares its options and calls
+one function of `dlcli.api`. Nothing here imports TensorFlow at module
+level, so `dlcli --help`, `dlcli validate` and `dlcli schema` stay fast.
 """
 
 from __future__ import annotations
 
-from dlcli.cli.app import app
 import sys
 
+from dlcli.cli import cmd_config, cmd_evaluate, cmd_export, cmd_finetune, cmd_train
+from dlcli.cli.app import app
 from dlcli.cli.common import print_error, quiet_tensorflow
 
-# Each module registers its commands on `app` when imported.
-from dlcli.cli import cmd_config  # noqa: F401,E402  validate, schema, summary
-from dlcli.cli import cmd_train  # noqa: F401,E402  train
-from dlcli.cli import cmd_evaluate  # noqa: F401,E402  evaluate, predict
-from dlcli.cli import cmd_finetune  # noqa: F401,E402  finetune, backbones, demo-data
-from dlcli.cli import cmd_export  # noqa: F401,E402  export
+COMMANDS = (
+    ("train", cmd_train.train),
+    ("evaluate", cmd_evaluate.evaluate),
+    ("predict", cmd_evaluate.predict),
+    ("finetune", cmd_finetune.finetune),
+    ("export", cmd_export.export),
+    ("validate", cmd_config.validate),
+    ("summary", cmd_config.summary),
+    ("schema", cmd_config.schema),
+    ("backbones", cmd_finetune.backbones),
+    ("demo-data", cmd_finetune.demo_data),
+)
+for _name, _fn in COMMANDS:
+    app.command(_name)(_fn)
 
 
 def main() -> None:
@@ -49,4 +59,4 @@ def _run_app() -> int:
     return rv if isinstance(rv, int) else 0
 
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "app", "main"]

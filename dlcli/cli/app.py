@@ -1,13 +1,50 @@
-"""The Typer application object every command module registers on."""
+"""The Typer application object; dlcli.cli registers every command on it."""
+
+from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
 app = typer.Typer(
     name="dlcli",
-    help="Config-driven deep learning: train, evaluate, predict, fine-tune and export tf.keras models from YAML.",
+    help="Config-driven deep learning: train, evaluate, predict, fine-tune and export Keras models from YAML configs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def versions() -> dict[str, str]:
+    """dlcli's, Keras's and TensorFlow's versions, read from the installed
+    packages' metadata (TensorFlow is not imported)."""
+    import importlib.metadata as md
+
+    from dlcli import __version__
+
+    out = {"dlcli": __version__}
+    for dist in ("keras", "tensorflow"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(" ".join(f"{k} {v}" for k, v in versions().items()))
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_show_version, is_eager=True, metavar="",
+                     help="Print the versions of dlcli, Keras and TensorFlow and exit."),
+    ] = False,
+) -> None:
+    """Config-driven deep learning: train, evaluate, predict, fine-tune and export Keras models from YAML configs."""

@@ -14,13 +14,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from dlcli.cli.app import app
-from dlcli.cli.common import JsonOpt, SetOpt, err_console, handle_errors, print_json
+from dlcli.cli.common import JsonOpt, SetOpt, err_console, handle_errors, out_console, print_json
 
 ConfigArg = Annotated[Path, typer.Argument(help="The config file (YAML).", metavar="CONFIG", show_default=False)]
-
-# The JSON Schema dialect pydantic's model_json_schema() follows.
-JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def _ref_name(ref: Any) -> str:
@@ -29,18 +25,17 @@ def _ref_name(ref: Any) -> str:
     return str(ref)
 
 
-@app.command("validate")
 @handle_errors
 def validate(
     config: ConfigArg,
     set_: SetOpt = None,
-    print_: Annotated[bool, typer.Option("--print", help="Print the fully resolved config (defaults, extends and --set applied) as YAML on stdout.")] = False,
+    print_: Annotated[bool, typer.Option("--print", metavar="", help="Print the fully resolved config (defaults, extends and --set applied) as YAML on stdout.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Check a config without importing TensorFlow: keys, types, Keras names and arguments, the layer graph."""
-    from dlcli.config import load_config
+    from dlcli import api
 
-    cfg = load_config(config, tuple(set_ or ()))
+    cfg = api.validate(config, list(set_ or ()))
     for notice in cfg.notices:
         err_console.print(f"notice: {notice}", markup=False)
     if json_:
@@ -55,32 +50,20 @@ def validate(
     )
 
 
-def config_json_schema() -> dict[str, Any]:
-    """The JSON Schema of a dlcli config, for YAML language servers.
-
-    Returns:
-        `Config.model_json_schema()` with `$schema` and `title` set.
-    """
-    from dlcli.config.schema import Config
-
-    schema = Config.model_json_schema()
-    return {
-        "$schema": JSON_SCHEMA_DIALECT,
-        "title": "dlcli config",
-        **{k: v for k, v in schema.items() if k not in ("title",)},
-    }
-
-
-@app.command("schema")
 @handle_errors
 def schema(
     output: Annotated[
         Optional[Path],
-        typer.Option("--output", "-o", help="Write the schema to this file instead of stdout.", show_default=False),
+        typer.Option("--output", "-o", metavar="FILE", help="Write the schema to this file instead of stdout."),
     ] = None,
 ) -> None:
-    """Print the JSON Schema of config files (for editor completion: `# yaml-language-server: $schema=...`)."""
-    text = json.dumps(config_json_schema(), indent=2) + "\n"
+    """Print the JSON Schema of config files, for editor completion.
+
+    Point a YAML language server at it: `# yaml-language-server: $schema=dlcli.schema.json`.
+    """
+    from dlcli import api
+
+    text = json.dumps(api.schema(), indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -96,18 +79,12 @@ def schema(
     err_console.print(f"wrote {output}", markup=False)
 
 
-@app.command("summary")
 @handle_errors
 def summary(config: ConfigArg, set_: SetOpt = None, json_: JsonOpt = False) -> None:
     """Build the config's model and print its layers, output shapes and parameter counts."""
     from dlcli import api
 
     info = api.summary(config, list(set_ or ()))
-    # TensorFlow is loaded now: make sure later `validate` runs can check
-    # Keras names even when the shipped catalogue is for another version.
-    from dlcli.config.catalog import ensure_catalog
-
-    ensure_catalog()
     if json_:
         print_json(info)
         return
@@ -139,8 +116,8 @@ def _print_summary(info: dict[str, Any]) -> None:
             escape(_shape(layer.get("output_shape", ""))),
             f"{int(layer.get('params', 0)):,}",
         )
-    err_console.print(table)
-    err_console.print(
+    out_console.print(table)
+    out_console.print(
         f"total params: {int(info.get('total_params', 0)):,} "
         f"(trainable {int(info.get('trainable_params', 0)):,}, "
         f"non-trainable {int(info.get('non_trainable_params', 0)):,})",

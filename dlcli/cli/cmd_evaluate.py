@@ -7,12 +7,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from dlcli.cli.app import app
-from dlcli.cli.common import JsonOpt, TrustModuleOpt, UnsafeOpt, err_console, handle_errors, is_terminal, print_json
+import contextlib
+
+from dlcli.cli.common import BatchSizeOpt, JsonOpt, TrustModuleOpt, UnsafeOpt, err_console, handle_errors, is_terminal, out_console, print_json
 
 RunArg = Annotated[
     Path,
-    typer.Argument(help="A run folder (runs/NAME/N), a NAME folder (its latest run) or a .keras file.", show_default=False),
+    typer.Argument(help="A run folder (runs/NAME/N), a NAME folder (its latest run) or a .keras file.", metavar="RUN", show_default=False),
 ]
 DataOpt = Annotated[
     Optional[str],
@@ -29,19 +30,18 @@ DataOpt = Annotated[
 ]
 InputsArg = Annotated[
     list[Path],
-    typer.Argument(help="Image files, folders of images, CSV or NPZ files.", show_default=False),
+    typer.Argument(help="Image files, folders of images, CSV or NPZ files.", metavar="INPUT...", show_default=False),
 ]
-TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, help="Also list the K most probable classes.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Inputs per model call.")]
+TopKOpt = Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="K", show_default=False, help="Also list the K most probable classes. (default: 1)")]
 OutputOpt = Annotated[
     Optional[Path],
-    typer.Option("--output", "-o", help="Write the predictions to FILE: .csv, or .jsonl for JSON lines (atomically)."),
+    typer.Option("--output", "-o", metavar="FILE", help="Write the predictions to FILE: .csv, or .jsonl for JSON lines (atomically)."),
 ]
 JsonLinesOpt = Annotated[
-    bool, typer.Option("--json", help="Print JSON lines on stdout, one object per input; everything human goes to stderr.")
+    bool, typer.Option("--json", metavar="", help="Print JSON lines on stdout, one object per input; everything human goes to stderr.")
 ]
 StrictOpt = Annotated[
-    bool, typer.Option("--strict", help="Exit 1 when any input could not be read (it is skipped either way).")
+    bool, typer.Option("--strict", metavar="", help="Exit 1 when any input could not be read (it is skipped either way).")
 ]
 
 # Rows per printed table: a table needs all its rows before it prints, so
@@ -49,7 +49,6 @@ StrictOpt = Annotated[
 _TABLE_ROWS = 200
 
 
-@app.command()
 @handle_errors
 def evaluate(
     run: RunArg,
@@ -58,14 +57,16 @@ def evaluate(
     trust_module: TrustModuleOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Metrics of a run on its test split (or --data), a per-class report
-    and a confusion matrix; saved as evaluation.json in the run folder.
+    """Metrics of a run on its test split (or --data), with a confusion matrix.
+
+    Also a per-class report; everything is saved as evaluation.json in the
+    run folder.
 
     Example: dlcli evaluate runs/cnn_digits/1
     """
     from dlcli import api
 
-    with err_console.status("evaluating", spinner="dots") if is_terminal() else _nothing():
+    with err_console.status("evaluating", spinner="dots") if is_terminal() else contextlib.nullcontext():
         result = api.evaluate(run, data=data, unsafe=unsafe, trust_modules=trust_module or ())
     if json_:
         print_json(result)
@@ -73,14 +74,13 @@ def evaluate(
     _show_evaluation(result)
 
 
-@app.command()
 @handle_errors
 def predict(
     run: RunArg,
     inputs: InputsArg,
     top_k: TopKOpt = 1,
     output: OutputOpt = None,
-    batch_size: BatchOpt = 64,
+    batch_size: BatchSizeOpt = None,
     strict: StrictOpt = False,
     unsafe: UnsafeOpt = False,
     trust_module: TrustModuleOpt = None,
@@ -99,13 +99,13 @@ def predict(
 
     if output is not None:
         output_kind(output)  # a bad extension fails before the model loads
-    stream = api.predict(run, inputs, top_k=top_k, batch_size=batch_size, unsafe=unsafe,
+    stream = api.predict(run, inputs, top_k=top_k, batch_size=batch_size or 64, unsafe=unsafe,
                          trust_modules=trust_module or ())
     table = None if (json_ or output is not None) else _ChunkedTable(stream)
     try:
         with _progress() as bar:
             task = bar.add_task("predicting", total=None) if bar is not None else None
-            writer_cm = open_writer(output, stream.fields) if output is not None else _nothing()
+            writer_cm = open_writer(output, stream.fields) if output is not None else contextlib.nullcontext()
             with writer_cm as writer:
                 for record in stream:
                     if "error" in record:
@@ -173,7 +173,7 @@ class _ChunkedTable:
                 v = r["value"]
                 cells = [r["input"], ", ".join(f"{x:.4g}" for x in v) if isinstance(v, list) else f"{v:.4g}"]
             table.add_row(*cells)
-        err_console.print(table)
+        out_console.print(table)
         self.rows = []
         self.printed = True
 
@@ -193,7 +193,7 @@ def _show_evaluation(result: dict[str, Any]) -> None:
         for k, v in (result.get(section) or {}).items():
             if k != "samples":
                 table.add_row(k, f"{v:.4f}")
-    err_console.print(table)
+    out_console.print(table)
     if result.get("per_class"):
         per = Table(title="per class", title_justify="left")
         for col in ("class", "precision", "recall", "f1", "support"):
@@ -206,27 +206,17 @@ def _show_evaluation(result: dict[str, Any]) -> None:
             a = av[name]
             per.add_row(f"{name} avg", f"{a['precision']:.3f}", f"{a['recall']:.3f}", f"{a['f1']:.3f}", str(a["support"]))
         per.add_row("accuracy", "", "", f"{av['accuracy']:.3f}", str(av["macro"]["support"]))
-        err_console.print(per)
+        out_console.print(per)
     for name, path in (result.get("plots") or {}).items():
         err_console.print(f"{name.replace('_', ' ')}: {path}")
     if result.get("evaluation_file"):
         err_console.print(f"saved: {result['evaluation_file']}")
 
 
-class _nothing:
-    """A do-nothing context manager yielding None."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def _progress() -> Any:
     """A Rich progress bar on stderr when it is a terminal, else nothing."""
     if not is_terminal():
-        return _nothing()
+        return contextlib.nullcontext()
     from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     return Progress(

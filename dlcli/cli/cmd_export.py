@@ -7,27 +7,31 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from dlcli.cli.app import app
-from dlcli.cli.common import JsonOpt, TrustModuleOpt, UnsafeOpt, err_console, handle_errors, is_terminal, print_json
+from dlcli.cli.common import JsonOpt, TrustModuleOpt, UnsafeOpt, err_console, handle_errors, is_terminal, out_console, print_json
 
-RunArg = Annotated[Path, typer.Argument(help="A run folder (runs/cnn_digits/1) or a run name folder (its latest run).", show_default=False)]
+RunArg = Annotated[
+    Path, typer.Argument(help="A run folder (runs/cnn_digits/1) or a run name folder (its latest run).", metavar="RUN", show_default=False)
+]
 FormatOpt = Annotated[
     str,
     typer.Option("--format", "-f", help="saved_model (TensorFlow Serving) | tflite | onnx.", metavar="FORMAT", show_default=False),
 ]
 QuantizeOpt = Annotated[
     str,
-    typer.Option("--quantize", "-q", help="TFLite only: none (float32) | float16 | int8 (calibrated on training data).", metavar="MODE"),
+    typer.Option("--quantize", help="TFLite only: none (float32) | float16 | int8 (calibrated on training data). (default: none)", metavar="MODE", show_default=False),
 ]
 MinAgreementOpt = Annotated[
     Optional[float],
     typer.Option("--min-agreement", help="Least share of held-out samples on which the export must agree with the Keras model (default 0.99; 0.97 for int8).", metavar="F"),
 ]
-SamplesOpt = Annotated[int, typer.Option("--samples", help="Held-out samples (test split, else validation) for the parity check.", metavar="N")]
-CalibrationOpt = Annotated[int, typer.Option("--calibration-samples", help="Training samples that calibrate int8 quantization.", metavar="N")]
+SamplesOpt = Annotated[
+    int, typer.Option("--samples", help="Held-out samples (test split, else validation) for the parity check. (default: 500)", metavar="N", show_default=False)
+]
+CalibrationOpt = Annotated[
+    int, typer.Option("--calibration-samples", help="Training samples that calibrate int8 quantization. (default: 300)", metavar="N", show_default=False)
+]
 
 
-@app.command("export")
 @handle_errors
 def export(
     run: RunArg,
@@ -40,18 +44,17 @@ def export(
     unsafe: UnsafeOpt = False,
     trust_module: TrustModuleOpt = None,
 ) -> None:
-    """Export a run's model to SavedModel, TFLite or ONNX and check it
-    against the Keras model on held-out data (exit 1 if it disagrees)."""
+    """Export a run's model to SavedModel, TFLite or ONNX, checked against Keras.
+
+    The export must agree with the Keras model on held-out data (exit 1
+    if it does not).
+
+    Example: dlcli export runs/cnn_digits/1 --format tflite --quantize int8
+    """
     from dlcli import api
-    from dlcli.export import check_options
 
-    # Bad options fail here, before TensorFlow is imported.
-    check_options(format, quantize, min_agreement, samples, calibration_samples)
-    from dlcli.cli.common import quiet_tensorflow
-
-    quiet_tensorflow()
     show = is_terminal() and not json_out
-    with err_console.status("exporting", spinner="dots") if show else _nothing() as status:
+    with err_console.status("exporting", spinner="dots") if show else _NoStatus() as status:
         result = api.export(
             run,
             format,
@@ -93,7 +96,7 @@ def _print_result(r: dict[str, Any]) -> None:
     table.add_row("runtime", f"{p['runtime']}, {p['ms_per_sample']:.3f} ms/sample")
     t = r["timings"]
     table.add_row("time", f"{t['total_seconds']:.1f} s (convert {t['convert_seconds']:.1f} s)")
-    err_console.print(table)
+    out_console.print(table)
     # The path on a line of its own: a table would wrap it mid-name.
     err_console.print(f"wrote {r['path']}", markup=False, highlight=False)
 
@@ -110,10 +113,10 @@ def _shape(shape: list) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
-class _nothing:
+class _NoStatus:
     """A do-nothing stand-in for the spinner when output is not a terminal."""
 
-    def __enter__(self) -> "_nothing":
+    def __enter__(self) -> "_NoStatus":
         return self
 
     def __exit__(self, *exc: Any) -> None:

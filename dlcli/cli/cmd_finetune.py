@@ -7,11 +7,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from dlcli.cli.app import app
 from dlcli.cli.common import (
+    BatchSizeOpt,
     JsonOpt,
     NameOpt,
     OutputRootOpt,
+    QuietOpt,
     ResumeOpt,
     SetOpt,
     TrustModuleOpt,
@@ -19,48 +20,47 @@ from dlcli.cli.common import (
     err_console,
     handle_errors,
     is_terminal,
+    out_console,
     print_json,
 )
 
 BaseOpt = Annotated[
     Optional[str],
-    typer.Option("--base", "-b", help="The pretrained model: a backbone name (see `dlcli backbones`), a dlcli run folder or a .keras file."),
+    typer.Option("--base", metavar="NAME", help="The pretrained model: a backbone name (see `dlcli backbones`), a dlcli run folder or a .keras file."),
 ]
 DataDirArg = Annotated[
     Optional[Path],
-    typer.Argument(help="Image folder: one sub-folder per class (or train/ val/ test/). Optional when --config has a data section.", show_default=False),
+    typer.Argument(help="Image folder: one sub-folder per class (or train/ val/ test/). Optional when --config has a data section.", metavar="DATA_DIR", show_default=False),
 ]
 FineTuneEpochsOpt = Annotated[
-    Optional[int], typer.Option("--fine-tune-epochs", min=0, help="Epochs of phase 2, with the backbone's top layers unfrozen (0 skips it). (default: 5)")
+    Optional[int], typer.Option("--fine-tune-epochs", min=0, metavar="N", help="Epochs of phase 2, with the backbone's top layers unfrozen (0 skips it). (default: 5)")
 ]
 PhaseOneEpochsOpt = Annotated[
-    Optional[int], typer.Option("--epochs", "-e", min=1, help="Epochs of phase 1, training the new head on the frozen backbone. (default: 5)")
+    Optional[int], typer.Option("--epochs", "-e", min=1, metavar="N", help="Epochs of phase 1, training the new head on the frozen backbone. (default: 5)")
 ]
 UnfreezeOpt = Annotated[
-    Optional[str], typer.Option("--unfreeze", help="Phase 2: how many top backbone layers to unfreeze (20), or a fraction of them (0.3). (default: 0.3)")
+    Optional[str], typer.Option("--unfreeze", metavar="N|F", help="Phase 2: how many top backbone layers to unfreeze (20), or a fraction of them (0.3). (default: 0.3)")
 ]
 ImageSizeOpt = Annotated[
-    Optional[int], typer.Option("--image-size", min=1, help="Resize images to N x N. (default: the backbone's size)")
+    Optional[int], typer.Option("--image-size", min=1, metavar="N", help="Resize images to N x N. (default: the backbone's size)")
 ]
-BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Batch size. (default: 32)")]
 WeightsOpt = Annotated[
     Optional[str],
-    typer.Option("--weights", help="imagenet (through Keras's cache, ~/.keras/models), none (random), or a .h5 weights file. (default: imagenet)"),
+    typer.Option("--weights", metavar="WEIGHTS", help="imagenet (through Keras's cache, ~/.keras/models), none (random), or a .h5 weights file. (default: imagenet)"),
 ]
 AugmentOpt = Annotated[
     Optional[bool],
     typer.Option("--augment/--no-augment", help="Random flips, rotations and zooms of training images. (default: on for DATA_DIR)", show_default=False),
 ]
 StrictOpt = Annotated[
-    Optional[bool], typer.Option("--strict", help="Unreadable image files are an error instead of being skipped.", show_default=False)
+    Optional[bool], typer.Option("--strict", metavar="", help="Unreadable image files are an error instead of being skipped.", show_default=False)
 ]
-ConfigOpt = Annotated[
+FinetuneConfigOpt = Annotated[
     Optional[Path],
-    typer.Option("--config", "-c", help="A YAML config merged under these options (callbacks, splits, optimizer, ...)."),
+    typer.Option("--config", "-c", metavar="CONFIG", help="A YAML config merged under these options (callbacks, splits, optimizer, ...)."),
 ]
 
 
-@app.command()
 @handle_errors
 def finetune(
     data_dir: DataDirArg = None,
@@ -73,13 +73,14 @@ def finetune(
     weights: WeightsOpt = None,
     augment: AugmentOpt = None,
     strict: StrictOpt = None,
-    config: ConfigOpt = None,
+    config: FinetuneConfigOpt = None,
     set_: SetOpt = None,
     output: OutputRootOpt = None,
     name: NameOpt = None,
     resume: ResumeOpt = None,
     unsafe: UnsafeOpt = False,
     trust_module: TrustModuleOpt = None,
+    quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Fine-tune a pretrained backbone on an image folder, in two phases.
@@ -90,10 +91,10 @@ def finetune(
 
     Example: dlcli demo-data cats_dogs && dlcli finetune --base mobilenet cats_dogs/ --weights none
     """
-    from dlcli.api import finetune as run_finetune
+    from dlcli import api
 
-    progress = "progress" if is_terminal() else "lines"
-    result = run_finetune(
+    progress = "none" if quiet else ("progress" if is_terminal() else "lines")
+    result = api.finetune(
         base,
         data_dir,
         epochs=epochs,
@@ -131,7 +132,6 @@ def finetune(
     err_console.print(f"repeat with: dlcli train {result.run_dir / 'config.yaml'}")
 
 
-@app.command()
 @handle_errors
 def backbones(json_: JsonOpt = False) -> None:
     """List the pretrained backbones `--base` and `Backbone: {name: ...}` accept.
@@ -155,17 +155,16 @@ def backbones(json_: JsonOpt = False) -> None:
     for r in rows:
         params = f"{r['params']:,}" if r.get("params") is not None else "?"
         table.add_row(r["name"], r["keras_name"], f"{r['default_size']}x{r['default_size']}", params)
-    err_console.print(table)
+    out_console.print(table)
 
 
-@app.command("demo-data")
 @handle_errors
 def demo_data(
-    path: Annotated[Path, typer.Argument(help="The folder to write (e.g. cats_dogs/); must not exist or be empty.")] = Path("cats_dogs"),
-    per_class: Annotated[int, typer.Option("--per-class", min=2, help="Images per class.")] = 60,
-    size: Annotated[int, typer.Option("--size", min=8, help="Typical image side in pixels (each image varies by up to 25%).")] = 128,
-    corrupt: Annotated[bool, typer.Option("--corrupt/--no-corrupt", help="Add three broken files, which image_dir skips (or refuses with --strict).")] = True,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same images.")] = 0,
+    path: Annotated[Path, typer.Argument(help="The folder to write; must not exist or be empty. (default: cats_dogs)", metavar="DIR", show_default=False)] = Path("cats_dogs"),
+    per_class: Annotated[int, typer.Option("--per-class", min=2, metavar="N", show_default=False, help="Images per class. (default: 60)")] = 60,
+    size: Annotated[int, typer.Option("--size", min=8, metavar="PIXELS", show_default=False, help="Typical image side in pixels; each image varies by up to 25%. (default: 128)")] = 128,
+    corrupt: Annotated[bool, typer.Option("--corrupt/--no-corrupt", show_default=False, help="Add three broken files, which image_dir skips (or refuses with --strict). (default: on)")] = True,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", show_default=False, help="Random seed; the same seed writes the same images. (default: 0)")] = 0,
     json_: JsonOpt = False,
 ) -> None:
     """Write a generated two-class image folder (cats/, dogs/) for trying finetune offline.

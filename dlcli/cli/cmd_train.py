@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from dlcli.cli.app import app
 from dlcli.cli.common import (
+    ConfigOpt,
     EpochsOpt,
     JsonOpt,
     NameOpt,
     OutputRootOpt,
+    QuietOpt,
     ResumeOpt,
     SetOpt,
     TrustModuleOpt,
@@ -25,19 +26,18 @@ from dlcli.cli.common import (
 
 ConfigArg = Annotated[
     Optional[Path],
-    typer.Argument(help="The YAML config (optional with --resume).", show_default=False),
+    typer.Argument(help="The YAML config (or --config; optional with --resume).", metavar="CONFIG", show_default=False),
 ]
 DistributeOpt = Annotated[
     Optional[str],
-    typer.Option("--distribute", help="tf.distribute strategy: none | auto | mirrored | multi_worker."),
+    typer.Option("--distribute", metavar="STRATEGY", help="tf.distribute strategy: none | auto | mirrored | multi_worker."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
-@app.command()
 @handle_errors
 def train(
     config: ConfigArg = None,
+    config_opt: ConfigOpt = None,
     set_: SetOpt = None,
     output: OutputRootOpt = None,
     name: NameOpt = None,
@@ -54,10 +54,13 @@ def train(
     Example: dlcli train configs/cnn_digits.yaml --epochs 5
     """
     from dlcli import api
+    from dlcli.errors import ConfigError
 
+    if config is not None and config_opt is not None and config != config_opt:
+        raise ConfigError(f"two configs given: {config} and --config {config_opt}", hint="give one")
     progress = "none" if quiet else ("progress" if is_terminal() else "lines")
     result = api.train(
-        config,
+        config or config_opt,
         set_ or [],
         output=output or Path("runs"),
         name=name,

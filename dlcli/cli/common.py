@@ -1,7 +1,8 @@
 """Options shared by several commands, output helpers and error handling.
 
-Human output goes to stderr; stdout carries only machine-readable output
-(`--json`). Colour and progress bars appear only on a terminal.
+stdout carries what a command exists to print (a result table, `--json`);
+progress, notes and errors go to stderr. Colour and progress bars appear
+only on a terminal.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from rich.console import Console
 
 from dlcli.errors import DlcliError
 
-# stderr for people, stdout for machines.
+# stdout for results, stderr for everything around them.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, soft_wrap=True)
 
+# Every option shared by several commands, defined once. Conventions: a
+# value's placeholder is an upper-case word (PATH, N, KEY=VALUE); a default
+# decided later is written "(default: ...)" in the help; the same short
+# flag means the same thing in every command (-s set, -o output, -n name,
+# -e epochs, -c config, -q quiet, -b batch size, -d data, -f format).
 SetOpt = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -32,18 +38,33 @@ SetOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object on stdout; everything human goes to stderr.")
+    bool,
+    typer.Option("--json", metavar="", help="Print one JSON object on stdout; everything human goes to stderr."),
 ]
 OutputRootOpt = Annotated[
-    Optional[Path], typer.Option("--output", "-o", help="Root folder for run folders (default: runs/).")
+    Optional[Path],
+    typer.Option("--output", "-o", metavar="DIR", help="Root folder for run folders. (default: runs/)"),
 ]
-NameOpt = Annotated[Optional[str], typer.Option("--name", "-n", help="Run name (default: the config's name).")]
-EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", "-e", min=1, help="Number of epochs (shorthand for --set train.epochs=N).")]
-ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue an interrupted run folder from its last checkpoint.")]
+NameOpt = Annotated[Optional[str], typer.Option("--name", "-n", metavar="NAME", help="Run name. (default: the config's name)")]
+EpochsOpt = Annotated[
+    Optional[int],
+    typer.Option("--epochs", "-e", min=1, metavar="N", help="Number of epochs (shorthand for --set train.epochs=N)."),
+]
+ResumeOpt = Annotated[
+    Optional[Path],
+    typer.Option("--resume", metavar="RUN", help="Continue an interrupted run folder from its last checkpoint."),
+]
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--config", "-c", metavar="CONFIG", help="The YAML config (the same as giving it as the argument)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="No progress output (errors still go to stderr).")]
+BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", "-b", min=1, metavar="N", help="Batch size.")]
 UnsafeOpt = Annotated[
     bool,
     typer.Option(
         "--unsafe",
+        metavar="",
         help="Trust the run folder / model file completely: import the modules it names and run code it holds "
         "(Lambda layers). Only for files you trust.",
     ),
