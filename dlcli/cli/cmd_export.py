@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from dlcli.cli.common import JsonOpt, TrustModuleOpt, UnsafeOpt, err_console, handle_errors, is_terminal, out_console, print_json
+from dlcli.cli.common import JsonOpt, TrustModuleOpt, UnsafeOpt, err_console, handle_errors, is_terminal, print_json
 
 RunArg = Annotated[
     Path, typer.Argument(help="A run folder (runs/cnn_digits/1) or a run name folder (its latest run).", metavar="RUN", show_default=False)
@@ -96,7 +96,7 @@ def _print_result(r: dict[str, Any]) -> None:
     table.add_row("runtime", f"{p['runtime']}, {p['ms_per_sample']:.3f} ms/sample")
     t = r["timings"]
     table.add_row("time", f"{t['total_seconds']:.1f} s (convert {t['convert_seconds']:.1f} s)")
-    out_console.print(table)
+    err_console.print(table)
     # The path on a line of its own: a table would wrap it mid-name.
     err_console.print(f"wrote {r['path']}", markup=False, highlight=False)
 
