@@ -238,6 +238,10 @@ def train(
         )
     except OSError as exc:
         raise _write_error(exc, run_dir) from None
+    if is_chief:  # model.keras must reload as trained (exit 1 and metrics.json's reload if not)
+        from dlcli.model.reload import check_reload
+
+        check_reload(run_dir, model, bundle.val if bundle.val is not None else bundle.train)
     if not is_chief and resume_dir is None:
         # A non-chief worker's folder was scratch space: the chief's run
         # folder is the run's record.
