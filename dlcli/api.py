@@ -233,3 +233,26 @@ def export(
     with using(unsafe, trust_modules):
         return export_run(run, fmt, quantize=quantize, min_agreement=min_agreement, samples=samples,
                           calibration_samples=calibration_samples, **kwargs)
+
+
+def runs(where: Sequence[Union[str, Path]] = ("runs",)) -> list[dict[str, Any]]:
+    """Every run under each of `where` (a runs root, a NAME folder or a run
+    folder): status, epochs, best, test metrics, duration; see
+    dlcli.runlist."""
+    from dlcli.runlist import list_runs
+
+    return list_runs(where)
+
+
+def compare_runs(runs: Sequence[Union[str, Path]], *, plot: Optional[Union[str, Path]] = None) -> dict[str, Any]:
+    """Two or more run folders side by side: the config keys that differ
+    and each run's results; with `plot`, their curves drawn into one PNG."""
+    from dlcli.runlist import compare_runs as _compare, read_history
+
+    result = _compare(runs)
+    if plot is not None:
+        from dlcli.report import plot_runs
+
+        histories = {r["run"]: read_history(Path(r["run"])) for r in result["runs"]}
+        result["plot"] = str(plot_runs(histories, plot))
+    return result

@@ -333,7 +333,8 @@ def _finish(
         from dlcli.report import plot_history
 
         boundary = phases[0][1] if len(phases) > 1 else None
-        plot_history(state.history, run_dir / PLOTS_DIR / "history.png", title=cfg.name, phase_boundary=boundary)
+        plot_history(state.history, run_dir / PLOTS_DIR / "history.png", title=cfg.name, phase_boundary=boundary,
+                     model_epoch=model_epoch)
     except ImportError:
         pass
     state.finished = True
