@@ -341,6 +341,12 @@ def _tree(folder: Path) -> dict[str, float]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_fails_cleanly(case, runner, app, tmp_path, monkeypatch, trained_run):
+    check_case(case, runner, app, tmp_path, monkeypatch, trained_run)
+
+
+def check_case(case, runner, app, tmp_path, monkeypatch, trained_run):
+    """Run one Case through the CLI and check it failed cleanly (also used
+    by the other bad-input corpora, e.g. tests/test_trust_bad_inputs.py)."""
     work = tmp_path / "work"
     work.mkdir()
     run = tmp_path / "run"

@@ -122,7 +122,7 @@ class Config(_Section):
 
     name: Optional[str] = Field(None, description="Run name; default: the config file's stem.")
     extends: Optional[Union[str, list[str]]] = Field(None, description="Config(s) this one overrides, deep-merged, relative to this file.")
-    seed: int = Field(42, description="Seed for Python, NumPy, TensorFlow and the data splits.")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for Python, NumPy, TensorFlow and the data splits (0 to 2**32-1).")
     data: DataConfig = Field(default_factory=DataConfig, description="The data.")
     model: ModelConfig = Field(..., description="The network.")
     compile: CompileConfig = Field(default_factory=CompileConfig, description="Loss, optimizer, metrics.")

@@ -42,6 +42,7 @@ from dlcli.runs import (
     new_run_dir,
 )
 from dlcli.training import checkpoint as ckpt
+from dlcli.training import preflight
 
 
 @dataclass
@@ -131,6 +132,7 @@ def train(
         # starts (also kept in metrics.json's data section).
         for line in [describe_data(bundle), *(f"data: {n}" for n in bundle.notes)]:
             print(line, file=sys.stderr, flush=True)
+    preflight.check_data(cfg, bundle)
     phases = _phases(cfg)
     total = phases[-1][1]
 
@@ -149,6 +151,7 @@ def train(
     # positioned for a resumed epoch, identically in every run.
     class_weight = _class_weight(cfg, bundle)
     monitor = _monitor(cfg, bundle)
+    preflight.check(cfg, model, bundle, user_callbacks)  # what would fail mid-run: a config error now
 
     # Everything the user could have got wrong is checked: now write.
     resuming_unfinished = state is not None and not state.finished

@@ -1,0 +1,75 @@
+"""The trust-and-hardening part of the bad-input corpus (issue 11).
+
+Same rules as tests/test_bad_inputs.py (one `error:` line, the right exit
+code, no traceback, nothing written, the run folder untouched): pre-run
+checks that turn mid-run failures into config errors, and predict's
+output guards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_bad_inputs import IRIS, QUICK, Case, check_case, trained_run  # noqa: F401 - trained_run is a fixture
+
+
+def _config(name: str, text: str):
+    def setup(tmp: Path, run: Path) -> None:
+        (tmp / name).write_text(text, encoding="utf-8")
+
+    return setup
+
+
+def _one_class_csv(tmp: Path, run: Path) -> None:
+    rows = "\n".join(f"{i},{i % 3},yes" for i in range(12))
+    (tmp / "one.csv").write_text(f"a,b,label\n{rows}\n", encoding="utf-8")
+    (tmp / "one.yaml").write_text(
+        "name: one\ndata: {source: csv, path: one.csv, target: label, batch_size: 4}\n"
+        "model:\n  layers:\n    - Dense: {units: 2, activation: softmax}\n",
+        encoding="utf-8",
+    )
+
+
+_PATIENCE = f"""extends: {IRIS}
+train:
+  callbacks:
+    - EarlyStopping: {{monitor: val_loss, patience: "3"}}
+"""
+
+CASES: list[Case] = [
+    Case("csvlogger-missing-folder", ["train", IRIS, *QUICK, "--set", "train.callbacks=[{CSVLogger: {filename: nolog/h.csv}}]"],
+         ["train.callbacks.0.CSVLogger.filename", "nolog", "does not exist"]),
+    Case("earlystopping-unknown-monitor", ["train", IRIS, *QUICK, "--set", "train.callbacks=[{EarlyStopping: {monitor: val_acc}}]"],
+         ["train.callbacks.0.EarlyStopping.monitor", "'val_acc'", "val_accuracy"]),
+    Case("reducelr-unknown-monitor", ["train", IRIS, *QUICK, "--set", "train.callbacks=[{ReduceLROnPlateau: {monitor: val_mae}}]"],
+         ["train.callbacks.0.ReduceLROnPlateau.monitor", "'val_mae'"]),
+    Case("monitor-unknown-before-run", ["train", IRIS, *QUICK, "--set", "train.monitor=accuracyy"], ["train.monitor", "accuracyy"]),
+    Case("patience-string", ["train", "{tmp}/p.yaml", *QUICK], ["p.yaml:4", "patience", "'3'", "number"],
+         setup=_config("p.yaml", _PATIENCE)),
+    Case("min-delta-nan", ["train", IRIS, *QUICK, "--set", "train.callbacks=[{EarlyStopping: {min_delta: .nan}}]"],
+         ["min_delta", "finite"]),
+    Case("seed-negative", ["train", IRIS, *QUICK, "--set", "seed=-1"], ["seed", ">= 0"]),
+    Case("seed-too-large", ["train", IRIS, *QUICK, "--set", "seed=4294967296"], ["seed", "4294967295"]),
+    Case("learning-rate-nan", ["train", IRIS, *QUICK, "--set", "compile.optimizer.config.learning_rate=.nan"],
+         ["compile.optimizer", "nan"]),
+    Case("learning-rate-inf", ["train", IRIS, *QUICK, "--set", "compile.optimizer.config.learning_rate=.inf"],
+         ["compile.optimizer", "inf"]),
+    Case("learning-rate-negative", ["train", IRIS, *QUICK, "--set", "compile.optimizer.config.learning_rate=-0.01"],
+         ["compile.optimizer", "above 0"]),
+    Case("class-weight-nan", ["train", IRIS, *QUICK, "--set", "train.class_weight={0: .nan, 1: 1, 2: 1}"],
+         ["train.class_weight.0", "nan"]),
+    Case("class-weight-inf", ["train", IRIS, *QUICK, "--set", "train.class_weight={setosa: .inf}"],
+         ["train.class_weight.setosa", "inf"]),
+    Case("single-class-target", ["train", "{tmp}/one.yaml", *QUICK], ["one.yaml:2", "data.target", "single class"],
+         setup=_one_class_csv),
+]
+
+
+def test_trust_corpus_ids_are_unique():
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_trust_bad_input_fails_cleanly(case, runner, app, tmp_path, monkeypatch, trained_run):  # noqa: F811
+    check_case(case, runner, app, tmp_path, monkeypatch, trained_run)
