@@ -88,5 +88,7 @@ def _check(cfg: Config) -> None:
     # Imported here so `python -m dlcli.config.catalog` does not find the
     # module half-imported by this package.
     from dlcli.config.catalog import check_config
+    from dlcli.config.tune_space import check_tune
 
     check_config(cfg)
+    check_tune(cfg)

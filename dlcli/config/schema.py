@@ -11,7 +11,7 @@ callbacks) and checked against Keras's own registries by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -117,6 +117,49 @@ class FinetuneConfig(_Section):
     learning_rate_factor: float = Field(0.1, gt=0, description="Phase 2 learning rate = phase 1's times this factor.")
 
 
+class FloatParam(_Section):
+    """A float drawn from [low, high] (Optuna's FloatDistribution)."""
+
+    type: Literal["float"] = Field(description="float")
+    low: float = Field(description="The smallest value.")
+    high: float = Field(description="The largest value.")
+    log: bool = Field(False, description="Draw on a log scale (low > 0).")
+    step: Optional[float] = Field(None, gt=0, description="Draw only low, low+step, ... (not with log).")
+
+
+class IntParam(_Section):
+    """An integer drawn from [low, high] (Optuna's IntDistribution)."""
+
+    type: Literal["int"] = Field(description="int")
+    low: int = Field(description="The smallest value.")
+    high: int = Field(description="The largest value.")
+    log: bool = Field(False, description="Draw on a log scale (low >= 1).")
+    step: int = Field(1, ge=1, description="Draw only low, low+step, ... (1 with log).")
+
+
+class CategoricalParam(_Section):
+    """One of a list of YAML values (Optuna's CategoricalDistribution);
+    a value may be anything a config holds, a whole layer list included."""
+
+    type: Literal["categorical"] = Field(description="categorical")
+    choices: list[Any] = Field(min_length=1, description="The values to choose from.")
+
+
+Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+
+
+class TuneConfig(_Section):
+    """Hyperparameter search with Optuna (`dlcli tune`)."""
+
+    metric: Optional[str] = Field(None, description="The metric a trial is judged by, at the epoch model.keras holds (default: train.monitor, else val_loss).")
+    direction: Optional[Literal["maximize", "minimize"]] = Field(None, description="maximize | minimize (default: minimize for losses and errors, else maximize).")
+    trials: int = Field(20, ge=1, description="Trials the study holds when done (a resumed study runs only the missing ones).")
+    timeout: Optional[float] = Field(None, gt=0, description="Start no trial after this many seconds.")
+    sampler: Literal["tpe", "random", "cmaes", "grid"] = Field("tpe", description="Optuna sampler, seeded from `seed`: tpe | random | cmaes | grid.")
+    pruner: Literal["none", "median", "hyperband"] = Field("median", description="Optuna pruner stopping weak trials early: none | median | hyperband.")
+    space: dict[str, Param] = Field(..., min_length=1, description="Dotted config keys, as --set takes them, to distributions: {type: float|int|categorical, ...}.")
+
+
 class Config(_Section):
     """A dlcli config: data, model, compile, train."""
 
@@ -128,6 +171,7 @@ class Config(_Section):
     compile: CompileConfig = Field(default_factory=CompileConfig, description="Loss, optimizer, metrics.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
     finetune: Optional[FinetuneConfig] = Field(None, description="Two-phase fine-tuning of a Backbone layer.")
+    tune: Optional[TuneConfig] = Field(None, description="Hyperparameter search space and settings for `dlcli tune` (ignored by train).")
 
     # Where each dotted key path was written: "model.layers.1" -> (file, line).
     _positions: dict[str, tuple[Optional[str], Optional[int]]] = PrivateAttr(default_factory=dict)

@@ -139,6 +139,8 @@ def _expected(err: dict) -> str:
     ctx = err.get("ctx") or {}
     if kind in _EXPECTED:
         return _EXPECTED[kind]
+    if kind == "union_tag_invalid":
+        return f"{ctx.get('discriminator')} {ctx.get('expected_tags')}"
     if kind == "literal_error":
         return "one of " + str(ctx.get("expected", ""))
     if kind == "greater_than_equal":
