@@ -140,7 +140,8 @@ def _expected(err: dict) -> str:
     if kind in _EXPECTED:
         return _EXPECTED[kind]
     if kind == "union_tag_invalid":
-        return f"{ctx.get('discriminator')} {ctx.get('expected_tags')}"
+        # A tagged union (tune.space's `type:`): say which tags exist.
+        return f"{ctx.get('discriminator', '').strip(chr(39))} one of {ctx.get('expected_tags')} (not {ctx.get('tag')!r})"
     if kind == "literal_error":
         return "one of " + str(ctx.get("expected", ""))
     if kind == "greater_than_equal":
