@@ -180,7 +180,7 @@ def make_pruner(spec: StudySpec) -> Any:
     import optuna
 
     if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
     if spec.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, spec.epochs))
     return optuna.pruners.NopPruner()
