@@ -225,7 +225,10 @@ class Config(_Section):
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config as plain data: defaults included, no `extends`."""
-        return self.model_dump(mode="python", exclude={"extends"})
+        # A config without a search space says nothing about one (run
+        # folders' config.yaml stay as they were before `tune:` existed).
+        skip = {"extends"} | ({"tune"} if self.tune is None else set())
+        return self.model_dump(mode="python", exclude=skip)
 
     def to_yaml(self) -> str:
         """The fully resolved config as block-style YAML, keys in schema order."""
