@@ -86,6 +86,12 @@ class TrainingError(DlcliError):
     exit_code = 1
 
 
+class PredictionError(DlcliError):
+    """predict read its inputs but could predict none of them (exit 1)."""
+
+    exit_code = 1
+
+
 class ExportError(DlcliError):
     """An export that failed or whose parity check fell below threshold."""
 

@@ -21,9 +21,9 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from dlcli.errors import ConfigError, DataError
+from dlcli.errors import ConfigError, DataError, PredictionError
 from dlcli.model.io import RunModel, open_run
-from dlcli.runs import Run, atomic_path
+from dlcli.runs import Run, atomic_path, run_folder_of
 
 # Output file kinds by extension.
 CSV_SUFFIXES = (".csv",)
@@ -141,6 +141,9 @@ class PredictionStream:
                 for name, message in errors:
                     self.failed += 1
                     yield {"input": name, "error": _without_prefix(message, name)}
+            if not self.predicted:
+                raise PredictionError(f"nothing was predicted: all {self.failed} input(s) were skipped" if self.failed
+                                      else "nothing was predicted: the inputs hold no images, rows or arrays")
         finally:
             self._batches.close()
 
@@ -310,6 +313,26 @@ def output_kind(path: str | Path) -> str:
         f"--output {path}: unknown file kind {suffix or '(no extension)'!r}",
         hint="use .csv, or .jsonl for JSON lines",
     )
+
+
+def check_output(path: str | Path, run: str | Path, inputs: Sequence[str | Path]) -> str:
+    """The kind of an --output file ("csv" or "jsonl"), refusing a path
+    that would overwrite what predict reads or land inside a run folder.
+
+    Raises:
+        ConfigError: a bad extension, an input (or the model) as output, or
+            a path inside a run folder.
+    """
+    kind = output_kind(path)
+    target = Path(path).resolve()
+    if any(Path(p).resolve() == target for p in [run, *inputs]):
+        raise ConfigError(f"--output {path} is an input of this predict and would be overwritten",
+                          hint="write the predictions to a new file")
+    folder = run_folder_of(target)
+    if folder is not None:
+        raise ConfigError(f"--output {path} is inside the run folder {folder}; predict writes nothing into run folders",
+                          hint="write the predictions outside it")
+    return kind
 
 
 def flat_row(record: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:

@@ -209,6 +209,15 @@ def lock_run_folder(folder: Path) -> None:
     held.append(fd)
 
 
+def run_folder_of(path: str | Path) -> Optional[Path]:
+    """The run folder `path` lies in (a folder with config.yaml beside a
+    model.keras or checkpoints/), or None."""
+    for folder in Path(os.path.abspath(path)).parents:
+        if (folder / CONFIG_FILE).is_file() and ((folder / MODEL_FILE).exists() or (folder / CHECKPOINT_DIR).is_dir()):
+            return folder
+    return None
+
+
 def new_run_dir(root: str | Path, name: str) -> Path:
     """Create and return a fresh numbered folder `<root>/<name>/<N>/`.
 

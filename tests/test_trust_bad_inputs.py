@@ -31,6 +31,19 @@ def _one_class_csv(tmp: Path, run: Path) -> None:
     )
 
 
+def _image_model(tmp: Path, run: Path) -> None:
+    """A bare .keras image model, a folder with one corrupt image and an
+    empty folder."""
+    import keras
+
+    inp = keras.Input((8, 8, 1))
+    out = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inp))
+    keras.Model(inp, out).save(tmp / "img.keras")
+    (tmp / "bad").mkdir()
+    (tmp / "bad" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (tmp / "none").mkdir()
+
+
 _PATIENCE = f"""extends: {IRIS}
 train:
   callbacks:
@@ -61,6 +74,17 @@ CASES: list[Case] = [
          ["train.class_weight.0", "nan"]),
     Case("class-weight-inf", ["train", IRIS, *QUICK, "--set", "train.class_weight={setosa: .inf}"],
          ["train.class_weight.setosa", "inf"]),
+    # predict: nothing overwritten, nothing predicted is a failure
+    Case("predict-output-is-input", ["predict", "{run}", "{tmp}/x.csv", "--output", "{tmp}/x.csv"],
+         ["x.csv", "would be overwritten"]),
+    Case("predict-output-in-run-folder", ["predict", "{run}", "{tmp}/x.csv", "--output", "{run}/preds.csv"],
+         ["inside the run folder"]),
+    Case("predict-output-over-run-file", ["predict", "{run}", "{tmp}/x.csv", "--output", "{run}/history.csv"],
+         ["inside the run folder"]),
+    Case("predict-all-inputs-skipped", ["predict", "{tmp}/img.keras", "{tmp}/bad", "--output", "{tmp}/p.csv"],
+         ["nothing was predicted", "1 input(s) were skipped"], code=1, setup=_image_model),
+    Case("predict-empty-folder-input", ["predict", "{tmp}/img.keras", "{tmp}/none"], ["nothing was predicted"], code=1,
+         setup=_image_model),
     Case("single-class-target", ["train", "{tmp}/one.yaml", *QUICK], ["one.yaml:2", "data.target", "single class"],
          setup=_one_class_csv),
 ]

@@ -95,10 +95,10 @@ def predict(
     Example: dlcli predict runs/cnn_digits/1 samples/ --top-k 3 --output predictions.csv
     """
     from dlcli import api
-    from dlcli.prediction import open_writer, output_kind
+    from dlcli.prediction import check_output, open_writer
 
     if output is not None:
-        output_kind(output)  # a bad extension fails before the model loads
+        check_output(output, run, inputs)  # fails before the model loads
     stream = api.predict(run, inputs, top_k=top_k, batch_size=batch_size or 64, unsafe=unsafe,
                          trust_modules=trust_module or ())
     table = None if (json_ or output is not None) else _ChunkedTable(stream)
