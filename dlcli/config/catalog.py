@@ -805,7 +805,7 @@ def check_config(cfg: "Config") -> list[str]:
     check_loss(cfg.compile.loss, "compile.loss", cfg=cfg, outputs=cfg.model.outputs)
     check_optimizer(cfg.compile.optimizer, "compile.optimizer", cfg=cfg)
     metrics = cfg.compile.metrics
-    per_output = metrics.items() if isinstance(metrics, dict) else [(None, metrics)]
+    per_output = metrics.items() if isinstance(metrics, dict) else [(None, metrics or [])]
     for out, listed in per_output:  # a mapping: {output name: metrics}
         for i, metric in enumerate(listed if isinstance(listed, list) else [listed]):
             check_metric(metric, f"compile.metrics.{out + '.' if out else ''}{i}", cfg=cfg)

@@ -28,7 +28,7 @@ import re
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Optional
 
-from dlcli.config.suggest import did_you_mean
+from dlcli.config.suggest import closest, did_you_mean
 from dlcli.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -346,7 +346,9 @@ class _Resolver:
                 raise fail(self.cfg, path, f"'{text}': '{base}' is already element {inner_index} of a layer")
             base, index = inner, index if index is not None else inner_index
         if base not in self.known:
-            near = did_you_mean(text, self.shown) or f"known names: {', '.join(self.shown)}"
+            close = closest(base, self.shown)
+            suffix = f".{index}" if index is not None else ""
+            near = f"did you mean '{close}{suffix}'?" if close else f"known names: {', '.join(self.shown)}"
             if what == "output":
                 raise fail(self.cfg, path, f"output '{text}' is not a layer name", near)
             raise fail(self.cfg, path, f"inputs names an unknown layer '{text}'", near)

@@ -89,7 +89,7 @@ class CompileConfig(_Section):
 
     loss: KerasRef = Field("sparse_categorical_crossentropy", description="A Keras loss name, or {class_name, config}; `ctc` for sequence labelling.")
     optimizer: KerasRef = Field("adam", description="A Keras optimizer name, or {class_name, config}; learning_rate may be a schedule {class_name, config}.")
-    metrics: Union[list[KerasRef], dict[str, Union[KerasRef, list[KerasRef]]]] = Field(default_factory=lambda: ["accuracy"], description="Keras metric names or {class_name, config}; or a mapping {output name: metrics} for several outputs.")
+    metrics: Optional[Union[list[KerasRef], dict[str, Union[KerasRef, list[KerasRef]]]]] = Field(None, description="Keras metric names or {class_name, config}; or a mapping {output name: metrics} for several outputs. Unset: [accuracy] for a classification loss (crossentropy, hinge, focal), none for a regression or reconstruction loss (mse, mae, huber, ...).")
     loss_weights: Optional[Union[list[float], dict[str, float]]] = Field(None, description="Weights of several outputs' losses.")
     steps_per_execution: Union[int, Literal["auto"]] = Field("auto", description="Batches per tf.function call; auto picks a value for small models.")
     jit_compile: Union[bool, Literal["auto"]] = Field("auto", description="XLA compilation: true, false or auto (Keras's default).")

@@ -269,7 +269,7 @@ def compile_model(model: keras.Model, cfg: Any, *, steps_per_epoch: Optional[int
     loss = _resolve_losses(model, c.loss, cfg)
     _check_ctc_logits(model, c.loss, cfg)
     optimizer = resolve_optimizer(c.optimizer, cfg=cfg)
-    metrics = _per_output_metrics(model, c.metrics, cfg)
+    metrics = _per_output_metrics(model, c.metrics if c.metrics is not None else default_metrics(model, c.loss), cfg)
     if c.steps_per_execution == "auto":
         spe = auto_steps_per_execution(model, steps_per_epoch)
     else:
@@ -302,6 +302,21 @@ def _resolve_losses(model: keras.Model, loss: Any, cfg: Any) -> Any:
         return [resolve_loss(v, cfg=cfg, key=f"compile.loss.{i}") for i, v in enumerate(loss)]
     # Keras applies a single loss to every output itself.
     return resolve_loss(loss, cfg=cfg)
+
+
+# Losses whose targets are classes: `accuracy` means something for them.
+_CLASSIFICATION_LOSSES = ("crossentropy", "hinge", "focal")
+
+
+def default_metrics(model: keras.Model, loss: Any) -> Any:
+    """The metrics of a config that lists none: accuracy for a classification
+    loss, nothing for a regression or reconstruction loss (an `accuracy` of
+    a mean squared error is a meaningless 0), per output for a loss mapping."""
+    names = _output_names(model)
+    if isinstance(loss, Mapping) and len(names) > 1 and loss and set(loss) <= set(names):
+        return {k: default_metrics(model, v) for k, v in loss.items()}
+    name = _ref_name(_as_class_config(loss)).lower().replace("_", "")
+    return ["accuracy"] if any(word in name for word in _CLASSIFICATION_LOSSES) else []
 
 
 def _per_output_metrics(model: keras.Model, metrics: Any, cfg: Any) -> Any:
