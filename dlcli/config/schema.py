@@ -95,6 +95,13 @@ class CompileConfig(_Section):
     jit_compile: Union[bool, Literal["auto"]] = Field("auto", description="XLA compilation: true, false or auto (Keras's default).")
 
 
+class MLflowConfig(_Section):
+    """Where `train.mlflow` logs a run (needs `pip install 'dlcli[mlflow]'`)."""
+
+    tracking_uri: Optional[str] = Field(None, description="MLflow tracking URI (a folder such as ./mlruns, or http://host:5000); default: MLflow's own (MLFLOW_TRACKING_URI, else ./mlruns).")
+    experiment: str = Field("dlcli", description="The MLflow experiment the run is logged under.")
+
+
 class TrainConfig(_Section):
     """How training runs."""
 
@@ -106,6 +113,8 @@ class TrainConfig(_Section):
     class_weight: Optional[Union[Literal["balanced"], dict[Union[int, str], float]]] = Field(None, description="Class weights, or balanced.")
     monitor: Optional[str] = Field(None, description="Metric whose best epoch becomes model.keras (e.g. val_accuracy). Unset: model.keras is the last epoch, and the best val_loss epoch is only reported in metrics.json.")
     checkpoint_every: int = Field(1, ge=1, description="Write a resumable checkpoint every N epochs.")
+    tensorboard: Optional[bool] = Field(None, description="TensorBoard event files in <run>/tensorboard/: unset = when tensorboard is installed (pip install 'dlcli[tensorboard]'), true = required, false = off.")
+    mlflow: Optional[MLflowConfig] = Field(None, description="Log params, per-epoch metrics and the model to MLflow: {tracking_uri, experiment}.")
     verbose: Literal["auto", "progress", "lines", "none"] = Field("auto", description="Progress display: auto (bars on a terminal, lines in a pipe).")
 
 

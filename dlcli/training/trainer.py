@@ -111,6 +111,7 @@ def train(
     from dlcli.model.adapt import adapt_model
     from dlcli.training.callbacks import RunRecorder, SignalGuard
     from dlcli.training.progress import Progress, describe_data, loading
+    from dlcli.training import tracking
     from dlcli.training.record import early_stopping_monitor, restored_epoch
     from dlcli.training.distribute import get_strategy, run_fit, scale_learning_rate, steps_per_epoch
 
@@ -147,6 +148,7 @@ def train(
         if state is not None:
             ckpt.restore(resume_dir, model, state, data_rng=_data_rng(bundle))
         user_callbacks = build_callbacks(cfg)
+    tracking.check(cfg, user_callbacks)  # a missing package: exit 2, nothing written
     # Iterates the training data once: done before the data order is
     # positioned for a resumed epoch, identically in every run.
     class_weight = _class_weight(cfg, bundle)
@@ -188,6 +190,7 @@ def train(
         has_validation=bundle.val is not None,
         data_rng=_data_rng(bundle),
     )
+    trackers = tracking.callbacks(cfg, run_dir, user_callbacks)
     progress_cb = Progress(_progress_mode(progress, cfg), total, steps_per_epoch(bundle.train, strategy), console, recorder)
     failure: Optional[BaseException] = None
 
@@ -213,7 +216,7 @@ def train(
                         validation_data=bundle.val,
                         epochs=end,
                         initial_epoch=max(state.epoch, start),
-                        callbacks=[*user_callbacks, recorder, progress_cb, *callbacks],
+                        callbacks=[*user_callbacks, *trackers, recorder, progress_cb, *callbacks],
                         class_weight=class_weight,
                         verbose=0,
                         per_replica_batch=cfg.data.batch_size,
@@ -230,6 +233,8 @@ def train(
                     break
                 model.stop_training = False  # early stopping ends this phase, not the fine-tune
 
+    if failure is not None or recorder.stop_reason:
+        tracking.finish(trackers, ok=False)
     if failure is not None:
         _raise_failure(failure, cfg, bundle.spec, run_dir, recorder, state, created, old_files)
     if recorder.stop_reason:
@@ -240,11 +245,13 @@ def train(
             restored=(restored_epoch(user_callbacks), early_stopping_monitor(user_callbacks)),
         )
     except OSError as exc:
+        tracking.finish(trackers, ok=False)
         raise _write_error(exc, run_dir) from None
     if is_chief:  # model.keras must reload as trained (exit 1 and metrics.json's reload if not)
         from dlcli.model.reload import check_reload
 
         check_reload(run_dir, model, bundle.val if bundle.val is not None else bundle.train)
+    tracking.finish(trackers, ok=True)
     if not is_chief and resume_dir is None:
         # A non-chief worker's folder was scratch space: the chief's run
         # folder is the run's record.
