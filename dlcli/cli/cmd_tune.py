@@ -18,16 +18,16 @@ from dlcli.cli.common import (
     print_json,
 )
 
-TuneConfigArg = Annotated[Path, typer.Argument(help="A YAML config with a tune: section.", show_default=False)]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes to run on this machine.")]
+TuneConfigArg = Annotated[Path, typer.Argument(help="A YAML config with a tune: section.", metavar="CONFIG", show_default=False)]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, metavar="N", help="Worker processes to run on this machine.")]
 StorageOpt = Annotated[
     Optional[str],
-    typer.Option("--storage", help="Optuna database URL shared by workers on many machines (default: SQLite in the study folder)."),
+    typer.Option("--storage", metavar="URL", help="Optuna database URL shared by workers on many machines (default: SQLite in the study folder)."),
 ]
-TrialsOpt = Annotated[Optional[int], typer.Option("--trials", "-t", min=1, help="Trials the study should hold (shorthand for --set tune.trials=N).")]
+TrialsOpt = Annotated[Optional[int], typer.Option("--trials", "-t", min=1, metavar="N", help="Trials the study should hold (shorthand for --set tune.trials=N).")]
 HeartbeatOpt = Annotated[
     int,
-    typer.Option("--heartbeat", min=1, help="Seconds between a running trial's heartbeats; a trial silent for 3 of them is retried."),
+    typer.Option("--heartbeat", min=1, metavar="SECONDS", help="Seconds between a running trial's heartbeats; a trial silent for 3 of them is retried."),
 ]
 
 
