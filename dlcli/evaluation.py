@@ -19,7 +19,7 @@ import numpy as np
 from dlcli.data.spec import DataSpec, Standardize
 from dlcli.errors import ConfigError, DataError, RunError
 from dlcli.model.io import RunModel, open_run
-from dlcli.prediction import class_probabilities
+from dlcli.targets import Target, by_output, edit_distance, report, targets_of  # noqa: F401 (edit_distance re-exported)
 from dlcli.runs import EVALUATION_FILE, PLOTS_DIR, Run, atomic_write_json, resolve_run
 
 # Data options that would change or subsample what is evaluated: with
@@ -78,8 +78,9 @@ def evaluate_run(
 
     t1 = time.perf_counter()
     keras_metrics = {k: float(v) for k, v in rm.model.evaluate(ds, verbose=0, return_dict=True).items()}
-    y_true, y_pred = _collect(rm.model, ds)
-    data_info["samples"] = int(len(y_true))
+    targets = targets_of(rm)
+    y_true, y_pred = _collect(rm.model, ds, targets)
+    data_info["samples"] = int(len(next(iter(y_pred.values()))))
 
     result: dict[str, Any] = {
         "run": str(r.path),
@@ -88,29 +89,37 @@ def evaluate_run(
         "data": data_info,
         "metrics": keras_metrics,
     }
-    if rm.task in ("classification", "binary"):
-        result.update(classification_report(y_true, y_pred, rm))
-    elif rm.task == "regression":
-        result["regression"] = regression_report(y_true, y_pred)
-    elif rm.task == "ctc":
-        result["ctc"] = ctc_report(y_true, y_pred)
+    reports = {t.name: {"task": t.task, "kind": t.kind, **report(t, y_true[t.name], y_pred[t.name])} for t in targets}
+    if len(targets) == 1:
+        result.update({k: v for k, v in reports[None].items() if k != "task"})
+    else:
+        result["outputs"] = reports
     result["timings"] = {"load_s": round(t_load, 3), "evaluate_s": round(time.perf_counter() - t1, 3)}
-
     if write:
-        json_path, plots = _output_paths(r)
-        result["plots"] = {}
-        from dlcli import report
-
-        if "confusion_matrix" in result:
-            title = f"Confusion matrix ({data_info['split']}, {data_info['samples']} samples)"
-            result["plots"]["confusion_matrix"] = str(
-                report.plot_confusion_matrix(result["confusion_matrix"], rm.class_names, plots["confusion_matrix"], title=title)
-            )
-        if rm.task == "regression":
-            result["plots"]["regression"] = str(report.plot_regression(y_true, y_pred, plots["regression"]))
+        result["plots"] = _plots(r, targets, reports, y_true, y_pred, data_info)
+        json_path, _ = _output_paths(r)
         result["evaluation_file"] = str(json_path)
         atomic_write_json(json_path, result)
     return result
+
+
+def _plots(r: Run, targets: list[Target], reports: dict, y_true: dict, y_pred: dict, data_info: dict) -> dict[str, str]:
+    """A confusion matrix per class output, a predicted-vs-true plot per
+    regression output (named after the output where there are several)."""
+    from dlcli import report as plot
+
+    _, paths = _output_paths(r)
+    out: dict[str, str] = {}
+    for t in targets:
+        rep, suffix = reports[t.name], "" if t.name is None else f"_{t.name}"
+        if "confusion_matrix" in rep:
+            title = f"Confusion matrix{' of ' + t.name if t.name else ''} ({data_info['split']}, {data_info['samples']} samples)"
+            path = paths["confusion_matrix"].with_name(paths["confusion_matrix"].stem + suffix + ".png")
+            out["confusion_matrix" + suffix] = str(plot.plot_confusion_matrix(rep["confusion_matrix"], rep["classes"], path, title=title))
+        if t.kind == "regression":
+            path = paths["regression"].with_name(paths["regression"].stem + suffix + ".png")
+            out["regression" + suffix] = str(plot.plot_regression(y_true[t.name], y_pred[t.name], path))
+    return out
 
 
 # ------------------------------------------------------------------ data
@@ -457,120 +466,27 @@ def _ensure_compiled(rm: RunModel, cfg: Any) -> None:
     compile_model(rm.model, cfg)
 
 
-def _collect(model: Any, ds: Any) -> tuple[np.ndarray, np.ndarray]:
-    """All labels and model outputs of a dataset, in one pass."""
-    ys, ps = [], []
-    for x, y in ds:
-        out = model.predict_on_batch(x)
-        if isinstance(out, (list, tuple)):
-            out = out[0]
-        ys.append(np.asarray(y))
-        ps.append(np.asarray(out))
-    if not ys:
+def _collect(model: Any, ds: Any, targets: list[Target]) -> tuple[dict, dict]:
+    """All labels and model outputs of a dataset in one pass, keyed by
+    target name (None for a model with one output)."""
+    ys: dict = {t.name: [] for t in targets}
+    ps: dict = {t.name: [] for t in targets}
+    for batch in ds:
+        x, y = batch[0], batch[1]
+        for name, out in by_output(model, model.predict_on_batch(x), targets).items():
+            ps[name].append(out)
+            ys[name].append(np.asarray(y if name is None else y[name]))
+    if not any(ps.values()):
         raise DataError("the evaluation data is empty")
+    return {k: _stack(v) for k, v in ys.items()}, {k: np.concatenate(v) for k, v in ps.items()}
+
+
+def _stack(ys: list[np.ndarray]) -> np.ndarray:
     if ys[0].ndim >= 2 and len({a.shape[1:] for a in ys}) > 1:
         # CTC labels are padded per batch: pad to one width.
         width = max(a.shape[1] for a in ys)
         ys = [np.pad(a, [(0, 0), (0, width - a.shape[1])]) for a in ys]
-    return np.concatenate(ys), np.concatenate(ps)
-
-
-# --------------------------------------------------------------- reports
-
-
-def class_indices(y: np.ndarray, task: str) -> np.ndarray:
-    """True class indices from labels in any label mode (int, one-hot,
-    binary 0/1)."""
-    y = np.asarray(y)
-    if task == "binary":
-        return (y.reshape(len(y), -1)[:, 0] > 0.5).astype(np.int64)
-    if y.ndim >= 2 and y.shape[-1] > 1:
-        return y.reshape(len(y), -1).argmax(axis=1)
-    return y.reshape(len(y)).astype(np.int64)
-
-
-def classification_report(y_true: np.ndarray, y_pred: np.ndarray, rm: RunModel) -> dict[str, Any]:
-    """Per-class precision, recall, F1 and support, and the confusion matrix.
-
-    Args:
-        y_true: labels as the data gives them (any label mode).
-        y_pred: raw model outputs.
-        rm: the run (task, class names, logits or probabilities).
-
-    Returns:
-        `{"classes", "per_class": [{class, precision, recall, f1, support}],
-        "averages": {accuracy, macro, weighted}, "confusion_matrix"}`.
-    """
-    from sklearn import metrics as skm
-
-    names = rm.class_names or []
-    truth = class_indices(y_true, rm.task)
-    predicted = class_probabilities(y_pred, rm.task, rm.from_logits).argmax(axis=1)
-    labels = list(range(len(names)))
-    p, r, f, s = skm.precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
-    per_class = [
-        {"class": names[i], "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-        for i in labels
-    ]
-    averages: dict[str, Any] = {"accuracy": float(skm.accuracy_score(truth, predicted))}
-    for avg in ("macro", "weighted"):
-        ap, ar, af, _ = skm.precision_recall_fscore_support(truth, predicted, labels=labels, average=avg, zero_division=0)
-        averages[avg] = {"precision": float(ap), "recall": float(ar), "f1": float(af), "support": int(len(truth))}
-    matrix = skm.confusion_matrix(truth, predicted, labels=labels)
-    return {
-        "classes": list(names),
-        "per_class": per_class,
-        "averages": averages,
-        "confusion_matrix": matrix.astype(int).tolist(),
-    }
-
-
-def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAE, MSE, RMSE and R² of predictions against targets (several
-    target columns are averaged uniformly)."""
-    from sklearn import metrics as skm
-
-    t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
-    p = np.asarray(y_pred, np.float64).reshape(len(y_pred), -1)
-    mse = float(skm.mean_squared_error(t, p))
-    return {
-        "mae": float(skm.mean_absolute_error(t, p)),
-        "mse": mse,
-        "rmse": float(np.sqrt(mse)),
-        "r2": float(skm.r2_score(t, p)) if len(t) > 1 else float("nan"),
-    }
-
-
-def ctc_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Sequence accuracy and character error rate of greedy CTC decoding.
-
-    Labels are 0-padded class sequences (Keras's CTC format); the character
-    error rate is the total edit distance over the total label length.
-    """
-    from dlcli.model import ctc_greedy_decode
-    from dlcli.model.ctc import PAD_VALUE
-
-    decoded = ctc_greedy_decode(y_pred)
-    labels = [[int(v) for v in row if v != PAD_VALUE] for row in np.asarray(y_true).reshape(len(y_true), -1)]
-    exact = sum(d == t for d, t in zip(decoded, labels))
-    edits = sum(edit_distance(d, t) for d, t in zip(decoded, labels))
-    chars = sum(len(t) for t in labels)
-    return {
-        "sequence_accuracy": exact / max(1, len(labels)),
-        "character_error_rate": edits / max(1, chars),
-        "samples": len(labels),
-    }
-
-
-def edit_distance(a: list[int], b: list[int]) -> int:
-    """Levenshtein distance between two sequences."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, start=1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, start=1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
+    return np.concatenate(ys)
 
 
 def _output_paths(r: Run) -> tuple[Path, dict[str, Path]]:

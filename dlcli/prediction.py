@@ -24,6 +24,7 @@ import numpy as np
 from dlcli.errors import ConfigError, DataError, PredictionError
 from dlcli.model.io import RunModel, open_run
 from dlcli.runs import Run, atomic_path, run_folder_of
+from dlcli.targets import Target, by_output, class_probabilities, pixel_classes, targets_of  # noqa: F401
 
 # Output file kinds by extension.
 CSV_SUFFIXES = (".csv",)
@@ -41,6 +42,7 @@ def predict_inputs(
     top_k: int = 1,
     batch_size: int = 64,
     unsafe: bool = False,
+    save_dir: Optional[str | Path] = None,
 ) -> "PredictionStream":
     """Predict every input with a run's model, one dict per input.
 
@@ -56,12 +58,19 @@ def predict_inputs(
             `top_k` most probable classes.
         batch_size: inputs per model call.
         unsafe: allow model files with arbitrary code (Lambda layers).
+        save_dir: a folder for image outputs: each predicted segmentation
+            mask (class index per pixel) or autoencoder reconstruction as
+            a PNG named after its input.
 
     Returns:
         A PredictionStream: an iterator of dicts in input order, each
         `{"input", "class", "probability"[, "top_k"]}` (classification and
         binary), `{"input", "value"}` (regression), `{"input", "text"}`
-        (ctc), or `{"input", "error"}` for an input that was skipped.
+        (ctc), `{"input", "pixels"[, "mask"]}` (segmentation: each class's
+        share of the pixels), `{"input", "reconstruction_error"[, "image"]}`
+        (autoencoder), or `{"input", "error"}` for an input that was
+        skipped. A model with several outputs gives
+        `{"input", "outputs": {name: {...}}}`, one such dict per output.
 
     Raises:
         RunError: the run is missing or its model cannot be loaded.
@@ -79,7 +88,9 @@ def predict_inputs(
     from dlcli.data import load_inputs
 
     batches = load_inputs(rm.spec, [str(p) for p in inputs], batch_size)
-    return PredictionStream(rm, batches, top_k=top_k)
+    if save_dir is not None:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return PredictionStream(rm, batches, top_k=top_k, save_dir=save_dir)
 
 
 class PredictionStream:
@@ -93,16 +104,17 @@ class PredictionStream:
         failed: inputs skipped so far (unreadable, corrupt, not an image).
     """
 
-    def __init__(self, rm: RunModel, batches: Iterator[tuple[list[str], np.ndarray, list[tuple[str, str]]]], *, top_k: int) -> None:
+    def __init__(self, rm: RunModel, batches: Iterator[tuple[list[str], Any, list[tuple[str, str]]]], *, top_k: int,
+                 save_dir: Optional[str | Path] = None) -> None:
         self.run_model = rm
         self.task = rm.task
         self.class_names = rm.class_names
         self.top_k = min(top_k, len(rm.class_names)) if rm.class_names else 1
         self.predicted = 0
         self.failed = 0
-        self._decode = _ctc_decoder(rm) if rm.task == "ctc" else None
+        self._targets = targets_of(rm)
+        self._heads = [_Head(t, rm, top_k, save_dir) for t in self._targets]
         self._expected = _expected_shape(rm.model)
-        self._predict = _batch_predictor(rm.model)
         self._batches = _read_ahead(batches, _PREFETCH)
         self._records = self._generate()
         self.fields = self._fields()
@@ -118,26 +130,23 @@ class PredictionStream:
         self._records.close()
 
     def _fields(self) -> list[str]:
-        if self.task in ("classification", "binary"):
-            cols = ["input", "class", "probability"]
-            for i in range(2, self.top_k + 1):
-                cols += [f"class_{i}", f"probability_{i}"]
-        elif self.task == "ctc":
-            cols = ["input", "text"]
-        else:
-            width = self.run_model.spec.target_width or _flat_width(self.run_model.model)
-            cols = ["input", "value"] if width in (None, 1) else ["input"] + [f"value_{i}" for i in range(width)]
-        return cols + ["error"]
+        if len(self._heads) == 1:
+            return ["input"] + self._heads[0].fields() + ["error"]
+        return ["input"] + [f"{h.target.name}.{f}" for h in self._heads for f in h.fields()] + ["error"]
 
     def _generate(self) -> Iterator[dict[str, Any]]:
         try:
             for names, x, errors in self._batches:
                 if len(names):
                     self._check_shape(names[0], x)
-                    out = self._predict(x)
-                    for record in self._records_of(names, out):
+                    outs = by_output(self.run_model.model, self.run_model.model.predict_on_batch(x), self._targets)
+                    per_head = [h.records(names, outs[h.target.name], x) for h in self._heads]
+                    for i, name in enumerate(names):
                         self.predicted += 1
-                        yield record
+                        if len(self._heads) == 1:
+                            yield {"input": name, **per_head[0][i]}
+                        else:
+                            yield {"input": name, "outputs": {h.target.name: r[i] for h, r in zip(self._heads, per_head)}}
                 for name, message in errors:
                     self.failed += 1
                     yield {"input": name, "error": _without_prefix(message, name)}
@@ -147,34 +156,105 @@ class PredictionStream:
         finally:
             self._batches.close()
 
-    def _check_shape(self, name: str, x: np.ndarray) -> None:
-        want = self._expected
-        got = tuple(x.shape[1:])
-        if want is not None and (len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got))):
-            raise DataError(
-                f"{name}: the input has shape {list(got)} per sample but the model takes {list(want)}",
-                hint="give inputs like the ones the model was trained on",
-            )
+    def _check_shape(self, name: str, x: Any) -> None:
+        for key, want in self._expected.items():
+            got = tuple((x[key] if isinstance(x, dict) else x).shape[1:])
+            if want is not None and (len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got))):
+                raise DataError(
+                    f"{name}: the input{' ' + key if key else ''} has shape {list(got)} per sample but the model takes {list(want)}",
+                    hint="give inputs like the ones the model was trained on",
+                )
 
-    def _records_of(self, names: list[str], out: np.ndarray) -> Iterator[dict[str, Any]]:
-        if self.task == "ctc":
-            for name, text in zip(names, self._decode(out)):
-                yield {"input": name, "text": text}
-            return
-        if self.task == "regression":
+
+class _Head:
+    """Turns one model output's raw values into per-input records."""
+
+    def __init__(self, target: Target, rm: RunModel, top_k: int, save_dir: Optional[str | Path]) -> None:
+        self.target = target
+        self.rm = rm
+        names = target.class_names
+        self.top_k = min(top_k, len(names)) if names else 1
+        self.save_dir = Path(save_dir) if save_dir is not None else None
+        self._decode = _ctc_decoder(rm) if target.kind == "ctc" else None
+
+    def fields(self) -> list[str]:
+        kind = self.target.kind
+        if kind == "classes":
+            cols = ["class", "probability"]
+            for i in range(2, self.top_k + 1):
+                cols += [f"class_{i}", f"probability_{i}"]
+            return cols
+        if kind == "ctc":
+            return ["text"]
+        if kind == "segmentation":
+            return ["pixels"] + (["mask"] if self.save_dir else [])
+        if kind == "reconstruction":
+            return ["reconstruction_error"] + (["image"] if self.save_dir else [])
+        width = self.rm.spec.target_width if len(self.rm.spec.outputs or []) < 2 else None
+        width = width or _flat_width(self.rm.model, self.target.name)
+        return ["value"] if width in (None, 1) else [f"value_{i}" for i in range(width)]
+
+    def records(self, names: list[str], out: np.ndarray, x: Any) -> list[dict[str, Any]]:
+        kind = self.target.kind
+        if kind == "ctc":
+            return [{"text": text} for text in self._decode(out)]
+        if kind == "regression":
             flat = out.reshape(len(names), -1)
-            for name, row in zip(names, flat):
-                yield {"input": name, "value": float(row[0]) if row.size == 1 else [float(v) for v in row]}
-            return
-        probs = class_probabilities(out, self.task, self.run_model.from_logits)
+            return [{"value": float(row[0]) if row.size == 1 else [float(v) for v in row]} for row in flat]
+        if kind == "segmentation":
+            return self._masks(names, out)
+        if kind == "reconstruction":
+            return self._reconstructions(names, out, x)
+        probs = class_probabilities(out, self.target.task, self.target.from_logits)
         order = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
-        names_ = self.class_names
-        for i, name in enumerate(names):
+        labels = self.target.class_names or [str(i) for i in range(probs.shape[1])]
+        recs = []
+        for i in range(len(names)):
             best = int(order[i, 0])
-            rec: dict[str, Any] = {"input": name, "class": names_[best], "probability": float(probs[i, best])}
+            rec: dict[str, Any] = {"class": labels[best], "probability": float(probs[i, best])}
             if self.top_k > 1:
-                rec["top_k"] = [{"class": names_[int(j)], "probability": float(probs[i, int(j)])} for j in order[i]]
-            yield rec
+                rec["top_k"] = [{"class": labels[int(j)], "probability": float(probs[i, int(j)])} for j in order[i]]
+            recs.append(rec)
+        return recs
+
+    def _masks(self, names: list[str], out: np.ndarray) -> list[dict[str, Any]]:
+        classes = pixel_classes(out, self.target.from_logits)
+        n = max(2, int(out.shape[-1]))
+        labels = self.target.class_names or [str(k) for k in range(n)]
+        recs = []
+        for name, mask in zip(names, classes):
+            share = np.bincount(mask.reshape(-1), minlength=n) / mask.size
+            rec: dict[str, Any] = {"pixels": {labels[k]: round(float(share[k]), 4) for k in range(n) if share[k] > 0}}
+            if self.save_dir is not None:
+                rec["mask"] = str(_save_png(self.save_dir, name, "mask", mask.astype(np.uint8)))
+            recs.append(rec)
+        return recs
+
+    def _reconstructions(self, names: list[str], out: np.ndarray, x: Any) -> list[dict[str, Any]]:
+        recs = []
+        for i, name in enumerate(names):
+            rec: dict[str, Any] = {}
+            given = None if isinstance(x, dict) else np.asarray(x[i], np.float64)
+            if given is not None and given.size == out[i].size:
+                rec["reconstruction_error"] = float(np.mean((given.reshape(out[i].shape) - out[i]) ** 2))
+            if self.save_dir is not None and out[i].ndim in (2, 3):
+                img = np.clip(out[i] * (255.0 if out[i].max(initial=0) <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+                rec["image"] = str(_save_png(self.save_dir, name, "reconstruction", img))
+            recs.append(rec)
+        return recs
+
+
+def _save_png(folder: Path, name: str, what: str, img: np.ndarray) -> Path:
+    """Write `img` (H, W[, C]) as `<folder>/<input stem>.<what>.png`
+    atomically; npz inputs (`file.npz:3`) keep their index."""
+    from PIL import Image
+
+    stem = Path(name.replace(":", "_")).stem
+    path = folder / f"{stem}.{what}.png"
+    arr = img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+    return path
 
 
 def _without_prefix(message: str, name: str) -> str:
@@ -184,56 +264,18 @@ def _without_prefix(message: str, name: str) -> str:
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
-def class_probabilities(out: np.ndarray, task: str, from_logits: bool) -> np.ndarray:
-    """Per-class probabilities, shape (n, classes), from raw model outputs.
-
-    A binary model's single sigmoid output p becomes the two columns
-    (1 - p, p), so class index 1 is the positive class.
-    """
-    out = np.asarray(out, dtype=np.float64)
-    if task == "binary":
-        p = out.reshape(len(out), -1)[:, 0]
-        if from_logits:
-            p = 1.0 / (1.0 + np.exp(-p))
-        return np.stack([1.0 - p, p], axis=1)
-    out = out.reshape(len(out), -1)
-    if from_logits:
-        z = out - out.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        out = e / e.sum(axis=1, keepdims=True)
-    return out
-
-
-def _batch_predictor(model: Any):
-    """A numpy -> numpy function running the model in inference mode.
-
-    `predict_on_batch` reuses Keras's compiled predict function across
-    calls; `model.predict` would rebuild its data pipeline for every batch.
-    """
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        out = model.predict_on_batch(x)
-        if isinstance(out, (list, tuple)):
-            out = out[0]
-        elif isinstance(out, dict):
-            out = next(iter(out.values()))
-        return np.asarray(out)
-
-    return predict
-
-
-def _expected_shape(model: Any) -> Optional[tuple]:
+def _expected_shape(model: Any) -> dict[Optional[str], Optional[tuple]]:
+    """One sample's shape per model input (None: the single input)."""
     shape = model.input_shape
+    if isinstance(shape, (list, dict)) and len(model.inputs) > 1:
+        return {t.name: tuple(t.shape[1:]) for t in model.inputs}
     if isinstance(shape, list):
-        raise DataError(
-            f"the model takes {len(shape)} inputs; predict feeds models with a single input",
-            hint="call the model from Python with keras.saving.load_model",
-        )
-    return tuple(shape[1:])
+        shape = shape[0]
+    return {None: tuple(shape[1:])}
 
 
-def _flat_width(model: Any) -> Optional[int]:
-    shape = model.output_shape
+def _flat_width(model: Any, name: Optional[str] = None) -> Optional[int]:
+    shape = model.get_layer(name).output.shape if name else model.output_shape
     if isinstance(shape, list) or any(d is None for d in shape[1:]):
         return None
     return int(np.prod(shape[1:]))
@@ -336,15 +378,24 @@ def check_output(path: str | Path, run: str | Path, inputs: Sequence[str | Path]
 
 
 def flat_row(record: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
-    """One CSV row (the columns of `fields`) from a prediction dict."""
+    """One CSV row (the columns of `fields`) from a prediction dict; the
+    columns of a model's several outputs are `<output>.<column>`."""
+    if "outputs" in record:
+        row = {"input": record.get("input"), "error": record.get("error", "")}
+        for out, sub in record["outputs"].items():
+            inner = [f.split(".", 1)[1] for f in fields if f.startswith(out + ".")]
+            row.update({f"{out}.{k}": v for k, v in flat_row(sub, ["input", *inner]).items() if k != "input"})
+        return {f: row.get(f, "") for f in fields}
     row: dict[str, Any] = {"input": record.get("input"), "error": record.get("error", "")}
     if "top_k" in record:
         for i, item in enumerate(record["top_k"][1:], start=2):
             row[f"class_{i}"] = item["class"]
             row[f"probability_{i}"] = item["probability"]
-    for key in ("class", "probability", "text"):
+    for key in ("class", "probability", "text", "reconstruction_error", "image", "mask"):
         if key in record:
             row[key] = record[key]
+    if "pixels" in record:
+        row["pixels"] = json.dumps(record["pixels"])
     value = record.get("value")
     if isinstance(value, list):
         row.update({f"value_{i}": v for i, v in enumerate(value)})

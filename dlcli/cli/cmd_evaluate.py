@@ -140,6 +140,9 @@ class _ChunkedTable:
         self.top_k = stream.top_k
         self.rows: list[dict[str, Any]] = []
         self.printed = False
+        # Several outputs, masks, reconstructions: one column per CSV field.
+        self.fields = [f for f in stream.fields if f != "error"]
+        self.generic = any("." in f for f in self.fields) or self.fields[1] in ("pixels", "reconstruction_error")
 
     def add(self, record: dict[str, Any]) -> None:
         self.rows.append(record)
@@ -153,6 +156,17 @@ class _ChunkedTable:
 
         table = Table(show_header=not self.printed, box=None, pad_edge=False)
         table.add_column("input", overflow="fold")
+        if self.generic:
+            from dlcli.prediction import flat_row
+
+            for f in self.fields[1:]:
+                table.add_column(f)
+            for r in self.rows:
+                row = flat_row(r, self.fields)
+                table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+            err_console.print(table)
+            self.rows, self.printed = [], True
+            return
         if self.task in ("classification", "binary"):
             table.add_column("class")
             table.add_column("probability", justify="right")

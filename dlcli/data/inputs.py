@@ -50,6 +50,10 @@ def load_inputs(spec: DataSpec | dict, paths: Sequence[str], batch_size: int = 3
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     if not paths:
         raise DataError("no inputs given")
+    if spec.inputs:
+        from dlcli.data.npz import named_batches  # one array per named model input
+
+        return named_batches(spec, list(paths), batch_size)
     plan: list[tuple[Reader, Path]] = []
     for raw in paths:
         path = Path(raw).expanduser()

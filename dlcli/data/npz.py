@@ -21,7 +21,7 @@ of any shape (images for an autoencoder, several regression values).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -317,3 +317,42 @@ def _take_splits(cfg: Any, parts: dict, strat: Optional[np.ndarray]) -> dict:
         train = {k: v[: d.limit] for k, v in train.items()}
     parts["train"] = train
     return parts
+
+
+# ------------------------------------------------------------------ predict
+
+def named_batches(spec: Any, paths: list[str], batch_size: int) -> Iterator[tuple[list[str], dict, list]]:
+    """Predict-time batches for a model with named inputs: `.npz` files
+    holding one array per input (as in training). Every file is checked
+    before the first batch.
+
+    Raises:
+        DataError: not an .npz file, an input array missing, or samples of
+            another shape than in training.
+    """
+    files = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.suffix.lower() != ".npz" or not path.is_file():
+            raise DataError(f"input {raw}: this model takes named inputs ({', '.join(spec.inputs)}); "
+                            "give .npz files with one array per input")
+        arrays = read_npz(path)
+        missing = [n for n in spec.inputs if n not in arrays]
+        if missing:
+            raise DataError(f"input {raw} has no array {missing[0]!r} (found: {_found(arrays)}); "
+                            f"the model's inputs are {', '.join(spec.inputs)}")
+        x = {n: _numeric_input(arrays[n], path, n) for n in spec.inputs}
+        for n, a in x.items():
+            if list(a.shape[1:]) != list(spec.inputs[n]):
+                raise DataError(f"input {raw}: {n} samples are {list(a.shape[1:])}, the model takes {spec.inputs[n]}")
+        _same_length(path, x)
+        files.append((path, x))
+
+    def batches() -> Iterator[tuple[list[str], dict, list]]:
+        for path, x in files:
+            n = len(next(iter(x.values())))
+            for start in range(0, n, batch_size):
+                end = min(n, start + batch_size)
+                yield [f"{path}:{i}" for i in range(start, end)], {k: v[start:end] for k, v in x.items()}, []
+
+    return batches()
