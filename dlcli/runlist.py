@@ -5,6 +5,8 @@ A run's status is read from its files, nothing else:
 
 * running: another process holds the folder's lock (dlcli.runs);
 * finished: metrics.json is there (training completed or stopped early);
+  pruned: a `dlcli tune` trial that the study's pruner stopped early
+  (its trial.json says so);
 * failed: a model.keras without metrics.json (a diverged run keeps its
   last good model), or a folder with no checkpoint at all (it died before
   its first epoch);
@@ -81,11 +83,11 @@ def is_locked(folder: Path) -> bool:
 
 
 def run_status(folder: Path) -> str:
-    """finished | running | interrupted | failed (see the module's doc)."""
+    """finished | pruned | running | interrupted | failed (see the module's doc)."""
     if is_locked(folder):
         return "running"
     if (folder / METRICS_FILE).is_file():
-        return "finished"
+        return "pruned" if _read_json(folder / "trial.json").get("state") == "pruned" else "finished"
     if (folder / MODEL_FILE).is_file() or not (folder / CHECKPOINT_DIR / _STATE_FILE).is_file():
         return "failed"
     return "interrupted"

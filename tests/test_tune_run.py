@@ -67,6 +67,15 @@ def test_study_writes_trials_best_yaml_plots_and_resumes(runner, app, write_file
     assert "trial 3:" in more.stderr and "study tiny: 4/4 trials" in more.stdout
     assert sorted(p.name for p in study.glob("trial-*")) == [f"trial-{i:03d}" for i in range(4)]
 
+    # `dlcli runs STUDY_FOLDER` lists the trials' runs.
+    listed = runner.invoke(app, ["runs", str(study), "--json"])
+    assert listed.exit_code == 0, listed.output
+    runs = json.loads(listed.stdout)["runs"]
+    assert [r["name"] for r in runs] == [f"trial-{i:03d}" for i in range(4)]
+    assert {r["status"] for r in runs} == {"finished"}
+    trial = json.loads((study / "trial-002" / "1" / "trial.json").read_text())
+    assert trial["number"] == 2 and trial["state"] == "complete" and trial["study"] == "tiny"
+
 
 def test_failed_trial_is_recorded_and_the_study_goes_on(runner, app, write_file, tmp_path):
     # A 16x16 pool on 8x8 images cannot be built: that trial fails, alone.
@@ -83,7 +92,7 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(runner, app, write_file,
     assert "failed:" in result.stderr
 
 
-def test_pruned_trials_are_marked_and_their_runs_complete(write_file, tmp_path, monkeypatch):
+def test_pruned_trials_are_marked_and_their_runs_complete(runner, app, write_file, tmp_path, monkeypatch):
     import optuna
 
     from dlcli.tune import study as tstudy
@@ -98,6 +107,8 @@ def test_pruned_trials_are_marked_and_their_runs_complete(write_file, tmp_path, 
         metrics = json.loads((Path(t["run_dir"]) / "metrics.json").read_text())
         assert metrics["epochs_completed"] == 1 and metrics["stopped_early"]
     assert summary["best"] is None
+    listed = runner.invoke(app, ["runs", summary["study_dir"], "--json"])
+    assert [r["status"] for r in json.loads(listed.stdout)["runs"]] == ["pruned", "pruned"]
 
 
 def test_a_metric_the_run_lacks_is_a_config_error_leaving_nothing(runner, app, write_file, tmp_path):

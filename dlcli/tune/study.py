@@ -28,6 +28,7 @@ STUDY_DIR = "tune"
 STUDY_DB = "study.db"
 BEST_FILE = "best.yaml"
 TRIALS_FILE = "trials.json"
+TRIAL_FILE = "trial.json"  # in each trial's run folder
 
 # A trial that failed for a reason of its own (diverged, a parameter
 # combination that does not build) carries this user attribute and counts

@@ -65,6 +65,7 @@ def run_worker(job: WorkerJob, say: Optional[Callable[[str], None]] = None) -> i
     done_by_me = 0
 
     def line(study: Any, trial: Any) -> None:
+        write_trial_file(spec, trial)
         text = tag + describe(trial, spec.metric)
         (say or _stderr)(text)
 
@@ -99,6 +100,25 @@ def describe(trial: Any, metric: str) -> str:
     else:
         what = "failed: " + str(trial.user_attrs.get("error", "stopped"))
     return f"trial {trial.number}: {what} ({secs:.1f}s)"
+
+
+def write_trial_file(spec: StudySpec, trial: Any) -> None:
+    """trial.json in the trial's run folder: which study and trial it is,
+    how it ended (`dlcli runs` shows a pruned trial as pruned)."""
+    from dlcli.runs import atomic_write_json
+    from dlcli.tune.results import state_name
+    from dlcli.tune.study import RUN_ATTR, TRIAL_FILE
+
+    run_dir = trial.user_attrs.get(RUN_ATTR)
+    if run_dir and Path(run_dir).is_dir():
+        atomic_write_json(Path(run_dir) / TRIAL_FILE, {
+            "study": spec.name,
+            "number": trial.number,
+            "state": state_name(trial),
+            "value": trial.value,
+            "metric": spec.metric,
+            "params": dict(trial.params),
+        })
 
 
 def _stderr(text: str) -> None:
