@@ -8,6 +8,7 @@ output guards.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,14 @@ def _image_model(tmp: Path, run: Path) -> None:
     (tmp / "bad").mkdir()
     (tmp / "bad" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (tmp / "none").mkdir()
+
+
+def _edited_config(tmp: Path, run: Path) -> None:
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    state["finished"] = False
+    (run / "checkpoints" / "state.json").write_text(json.dumps(state))
+    text = (run / "config.yaml").read_text().replace("units: 32", "units: 48")
+    (run / "config.yaml").write_text(text)
 
 
 _PATIENCE = f"""extends: {IRIS}
@@ -85,6 +94,9 @@ CASES: list[Case] = [
          ["nothing was predicted", "1 input(s) were skipped"], code=1, setup=_image_model),
     Case("predict-empty-folder-input", ["predict", "{tmp}/img.keras", "{tmp}/none"], ["nothing was predicted"], code=1,
          setup=_image_model),
+    # resume: a run continues with the config it was started with
+    Case("resume-config-edited", ["train", "--resume", "{run}", "--epochs", "2"], ["config.yaml was edited", "dlcli train"],
+         setup=_edited_config),
     Case("single-class-target", ["train", "{tmp}/one.yaml", *QUICK], ["one.yaml:2", "data.target", "single class"],
          setup=_one_class_csv),
 ]

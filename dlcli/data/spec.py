@@ -83,6 +83,9 @@ class DataSpec(_Strict):
     class_counts: Optional[list[int]] = None
     target_width: Optional[int] = None
     inferred: bool = Field(False, description="Inferred from a bare model file (no data_spec.json).")
+    fingerprint: Optional[dict[str, str]] = Field(
+        None, description="sha256 of config.yaml and of each data file (a folder: its listing) when the run started; "
+        "--resume compares them.")
 
     # Images (image_dir, digits, Keras's sets, ctc_digits).
     image_size: Optional[list[int]] = None

@@ -13,22 +13,32 @@ the run and its resume see exactly the batches they would have.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+from dlcli.errors import RunError
+from dlcli.runs import CONFIG_FILE, DATA_SPEC_FILE
 
 # Keras's own callbacks add these to the epoch logs.
 _EXTRA_LOGS = {"learning_rate", "lr"}
 _CLASSIFICATION = ("classification", "binary")
 
 
-def check_data(cfg: Any, bundle: Any) -> None:
-    """What the loaded data alone shows, before the model is built.
+def check_data(cfg: Any, bundle: Any, resume: Optional[Path] = None) -> None:
+    """What the loaded data alone shows, before the model is built; for a
+    resumed run, data files that changed since it started are reported
+    (in `bundle.notes`: shown before training, kept in metrics.json).
 
     Raises:
         ConfigError: a classification target with a single class.
     """
+    if resume is not None:
+        bundle.notes.extend(changed_data(resume, cfg))
     n = bundle.num_classes
     if bundle.task in _CLASSIFICATION and n is not None and n < 2:
         names = ", ".join(map(str, bundle.class_names or [])) or "one value"
@@ -168,3 +178,77 @@ def logged_metric_names(model: Any, bundle: Any) -> Optional[set[str]]:
     if bundle.val is not None:
         names |= {f"val_{n}" for n in names}
     return names
+
+
+# -- resume: what changed since the run started -------------------------------
+
+_DATA_KEYS = ("path", "validation_path", "test_path", "masks")
+
+
+def fingerprint(cfg: Any, config_text: str) -> dict[str, str]:
+    """sha256 of the config.yaml text written and of each data path."""
+    out = {CONFIG_FILE: hashlib.sha256(config_text.encode("utf-8")).hexdigest()}
+    for key in _DATA_KEYS:
+        value = getattr(cfg.data, key, None)
+        if isinstance(value, str) and Path(value).expanduser().exists():
+            out[f"data.{key}"] = _digest(Path(value).expanduser())
+    return out
+
+
+def _digest(path: Path) -> str:
+    """A file's content hash; a folder's hash over its files' names, sizes
+    and modification times (reading every image would cost a pass)."""
+    h = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root) / name
+            st = p.stat()
+            h.update(f"{p.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _recorded(run_dir: Path) -> dict[str, str]:
+    try:
+        spec = json.loads((run_dir / DATA_SPEC_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found = spec.get("fingerprint") if isinstance(spec, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def check_config_unedited(run_dir: Path) -> None:
+    """--resume continues a run with the config it was trained with: a
+    config.yaml edited since is refused (runs older than fingerprints pass).
+
+    Raises:
+        RunError: config.yaml is not the file dlcli wrote.
+    """
+    want = _recorded(run_dir).get(CONFIG_FILE)
+    if want is None:
+        return
+    try:
+        text = (run_dir / CONFIG_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != want:
+        raise RunError(
+            f"cannot resume {run_dir}: its {CONFIG_FILE} was edited after the run started, and a resumed run "
+            "trains on the config it was started with",
+            hint=f"undo the edit; change epochs with --epochs, or train the edited config as a new run: "
+            f"dlcli train {run_dir / CONFIG_FILE}",
+        )
+
+
+def changed_data(run_dir: Path, cfg: Any) -> list[str]:
+    """Notes naming each data path whose content changed since the run started."""
+    recorded = _recorded(run_dir)
+    now = fingerprint(cfg, "")
+    return [f"{getattr(cfg.data, key.split('.', 1)[1])} ({key}) changed since the run started; "
+            "training continues on it as it is now"
+            for key, digest in recorded.items() if key != CONFIG_FILE and now.get(key, digest) != digest]

@@ -128,12 +128,12 @@ def train(
     with loading(shown, console):
         bundle = load_data(cfg)
     t_data = time.perf_counter() - t0
+    preflight.check_data(cfg, bundle, resume_dir)  # a single class; data changed since a resumed run started
     if shown != "none":
         # What was found and what the data check skipped, before training
         # starts (also kept in metrics.json's data section).
         for line in [describe_data(bundle), *(f"data: {n}" for n in bundle.notes)]:
             print(line, file=sys.stderr, flush=True)
-    preflight.check_data(cfg, bundle)
     phases = _phases(cfg)
     total = phases[-1][1]
 
@@ -409,8 +409,10 @@ def _open_run_folder(
 
         run_dir = Path(tempfile.mkdtemp(prefix="dlcli-worker-"))
     try:
-        atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
-        atomic_write_json(run_dir / DATA_SPEC_FILE, bundle.spec.to_json())
+        text = cfg.to_yaml()
+        atomic_write_text(run_dir / CONFIG_FILE, text)
+        spec = bundle.spec.copy_with(fingerprint=preflight.fingerprint(cfg, text))  # --resume compares it
+        atomic_write_json(run_dir / DATA_SPEC_FILE, spec.to_json())
         if resume_dir is not None:
             _tidy_resumed_folder(run_dir, state)
     except OSError as exc:
@@ -483,6 +485,7 @@ def _resume_state(run_dir: Path, cfg: Any) -> ckpt.TrainState:
             f"cannot resume {run_dir}: not a dlcli run folder (no {CONFIG_FILE} and {DATA_SPEC_FILE})",
             hint="pass a run folder such as runs/cnn_digits/1",
         )
+    preflight.check_config_unedited(run_dir)
     state = ckpt.read_state(run_dir)
     if state is None:
         if (run_dir / MODEL_FILE).exists():
