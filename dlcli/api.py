@@ -256,3 +256,36 @@ def compare_runs(runs: Sequence[Union[str, Path]], *, plot: Optional[Union[str, 
         histories = {r["run"]: read_history(Path(r["run"])) for r in result["runs"]}
         result["plot"] = str(plot_runs(histories, plot))
     return result
+
+
+def init(
+    data: Union[str, Path],
+    *,
+    target: Optional[str] = None,
+    output: Optional[Union[str, Path]] = None,
+    name: Optional[str] = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write a commented starter config for a CSV/Parquet table (`target`
+    names the label column), an image folder or an npz file; see
+    dlcli.scaffold.
+
+    Returns:
+        {"config": path written, "name": the config's name}.
+
+    Raises:
+        ConfigError: no usable target, or `output` exists (without `force`).
+        DataError: missing or unreadable data.
+    """
+    from dlcli.errors import ConfigError
+    from dlcli.runs import atomic_write_text
+    from dlcli.scaffold import starter_config
+
+    cfg_name, text = starter_config(data, target=target, name=name)
+    out = Path(output) if output is not None else Path(f"{cfg_name}.yaml")
+    if out.exists() and not force:
+        raise ConfigError(f"{out} already exists", key="--output", hint="choose another --output, or pass --force")
+    if not out.parent.is_dir():
+        raise ConfigError(f"folder {out.parent} does not exist", key="--output")
+    atomic_write_text(out, text)
+    return {"config": str(out), "name": cfg_name}

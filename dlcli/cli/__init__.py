@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from dlcli.cli import cmd_config, cmd_evaluate, cmd_export, cmd_finetune, cmd_runs, cmd_train, cmd_tune
+from dlcli.cli import cmd_config, cmd_evaluate, cmd_export, cmd_finetune, cmd_init, cmd_runs, cmd_train, cmd_tune
 from dlcli.cli.app import app
 from dlcli.cli.common import print_error, quiet_tensorflow
 
@@ -22,6 +22,7 @@ COMMANDS = (
     ("export", cmd_export.export),
     ("runs", cmd_runs.runs),
     ("tune", cmd_tune.tune),
+    ("init", cmd_init.init),
     ("validate", cmd_config.validate),
     ("summary", cmd_config.summary),
     ("schema", cmd_config.schema),
