@@ -158,7 +158,7 @@ class PredictionStream:
 
     def _check_shape(self, name: str, x: Any) -> None:
         for key, want in self._expected.items():
-            got = tuple((x[key] if isinstance(x, dict) else x).shape[1:])
+            got = tuple((x.get(key, next(iter(x.values()))) if isinstance(x, dict) else x).shape[1:])
             if want is not None and (len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got))):
                 raise DataError(
                     f"{name}: the input{' ' + key if key else ''} has shape {list(got)} per sample but the model takes {list(want)}",

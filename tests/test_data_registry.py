@@ -20,7 +20,7 @@ def _cfg(data: dict) -> object:
 def test_a_registered_source_is_validated_loaded_and_found_by_suffix(tmp_path, monkeypatch):
     # One register_source call: validation, load_data and --data by suffix see it.
     monkeypatch.setitem(registry.SOURCES, "tiny", registry.Source(
-        "tiny", "dlcli.data.tabular:npz_source", "file", path="file", suffixes=(".tiny",), reader="array"))
+        "tiny", "dlcli.data.npz:npz_source", "file", path="file", suffixes=(".tiny",), reader="array"))
     with pytest.raises(ConfigError, match="data.source tiny needs data.path"):
         _cfg({"source": "tiny"})
     f = tmp_path / "x.tiny"

@@ -38,36 +38,56 @@ def csv_cfg(path, **data):
 
 
 def everything(b):
+    """All rows of every split: x (a dict of raw columns for csv), y."""
     parts = [ds for ds in (b.train, b.val, b.test) if ds is not None]
-    pairs = [(a.numpy(), c.numpy()) for ds in parts for a, c in ds]  # one pass each
-    x = np.concatenate([p[0] for p in pairs])
+    pairs = [(a, c.numpy()) for ds in parts for a, c in ds]  # one pass each
     y = np.concatenate([p[1] for p in pairs])
+    if isinstance(pairs[0][0], dict):
+        x = {k: np.concatenate([p[0][k].numpy() for p in pairs]) for k in pairs[0][0]}
+    else:
+        x = np.concatenate([p[0].numpy() for p in pairs])
     return x, y
 
 
-def test_csv_numeric_standardised_categorical_one_hot(tmp_path):
+def encoded(b, x):
+    """The model input the bundle's FeatureSpace head makes of raw columns."""
+    import keras
+    import tensorflow as tf
+
+    inner = keras.Sequential([keras.Input(b.input_shape), keras.layers.Identity()])
+    return np.asarray(b.attach(inner).predict({k: tf.constant(v) for k, v in x.items()}, verbose=0))
+
+
+def test_csv_numeric_normalized_categorical_one_hot(tmp_path):
+    # Behaviour changed with issue 12: the encoding is a Keras FeatureSpace
+    # inside the model (numbers float_normalized, strings string_categorical),
+    # so the data yields raw columns and the spec records column types.
     path = tmp_path / "t.csv"
     path.write_text(CSV)
     b = load_data(csv_cfg(path))
     spec = b.spec
     assert spec.features == ["size", "colour", "weight"]
-    assert spec.numeric == ["size", "weight"]
-    assert spec.categorical == {"colour": ["blue", "green", "red"]}
-    assert spec.feature_names == ["size", "colour=blue", "colour=green", "colour=red", "weight"]
-    assert b.input_shape == (5,)
+    assert [(c.name, c.type, c.dtype) for c in spec.columns] == [
+        ("size", "float_normalized", "float32"), ("colour", "string_categorical", "string"),
+        ("weight", "float_normalized", "float32")]
+    assert spec.input_kind == "table"
+    # size, weight, and colour one-hot over its 3 values plus the
+    # out-of-vocabulary slot FeatureSpace keeps for unseen ones.
+    assert b.input_shape == (6,)
     assert b.class_names == ["large", "small"]  # sorted
     assert (b.num_train, b.num_test) == (6, 2)
     x, y = everything(b)
-    # One-hot blocks stay 0/1; numeric columns are scaled by training stats.
-    assert set(np.unique(x[:, 1:4])) == {0.0, 1.0}
-    np.testing.assert_array_equal(x[:, 1:4].sum(axis=1), 1.0)
-    mean, std = np.asarray(spec.standardize.mean), np.asarray(spec.standardize.std)
-    assert mean[1:4].tolist() == [0.0, 0.0, 0.0] and std[1:4].tolist() == [1.0, 1.0, 1.0]
-    raw_sizes = sorted([1.0, 2.0, 3.0, 1.5, 2.5, 0.5, 1.2, 2.8])
-    np.testing.assert_allclose(sorted(x[:, 0] * std[0] + mean[0]), raw_sizes, rtol=1e-5)
+    np.testing.assert_allclose(sorted(x["size"][:, 0]), sorted([1.0, 2.0, 3.0, 1.5, 2.5, 0.5, 1.2, 2.8]), rtol=1e-6)
     # The empty weight is filled with the training mean and reported.
-    assert any("weight" in n and "missing" in n for n in b.notes)
-    assert np.isfinite(x).all()
+    weights = [float(v) for v in x["weight"][:, 0]]
+    assert np.isfinite(weights).all() and any("weight" in n and "missing" in n for n in b.notes)
+    enc = encoded(b, x)
+    assert enc.shape == (8, 6) and np.isfinite(enc).all()
+    # Encodings are concatenated in column order: size, colour (one-hot), weight.
+    onehot = enc[:, 1:5]
+    assert set(np.unique(onehot)) <= {0.0, 1.0} and (onehot.sum(axis=1) == 1).all()
+    train_sizes = np.asarray(next(iter(b.train.unbatch().batch(100)))[0]["size"])[:, 0]
+    np.testing.assert_allclose(enc[:, 0], (x["size"][:, 0] - train_sizes.mean()) / train_sizes.std(), rtol=1e-3, atol=1e-4)
 
 
 def test_csv_integer_labels_sort_as_numbers(tmp_path):
@@ -91,6 +111,7 @@ def test_csv_features_subset(tmp_path):
     path.write_text(CSV)
     b = load_data(csv_cfg(path, features=["weight", "size"]))
     assert b.input_shape == (2,) and b.spec.features == ["weight", "size"]
+    assert [c.name for c in b.spec.columns] == ["weight", "size"]
 
 
 def test_csv_missing_target_column_suggests(tmp_path):

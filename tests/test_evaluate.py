@@ -183,7 +183,12 @@ def test_data_option_csv_realigns_classes_categories_and_scaling(csv_run):
 
     result = evaluate_run(run, data=str(root / "other.csv"))
     spec = json.loads((run / "data_spec.json").read_text())
-    x = np.concatenate([b[1] for b in load_inputs(spec, [str(root / "other.csv")], 64)])
+    # A csv model takes raw columns (its FeatureSpace is inside it): one
+    # array per column, by name.
+    batches = [b[1] for b in load_inputs(spec, [str(root / "other.csv")], 64)]
+    import tensorflow as tf
+
+    x = {k: tf.constant(np.concatenate([b[k] for b in batches])) for k in batches[0]}
     y = np.asarray([spec["class_names"].index(r["label"]) for r in rows])
     model = keras.saving.load_model(run / "model.keras")
     expected = model.evaluate(x, y, verbose=0, return_dict=True)

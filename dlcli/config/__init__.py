@@ -89,6 +89,8 @@ def _check(cfg: Config) -> None:
     # module half-imported by this package.
     from dlcli.config.catalog import check_config
     from dlcli.config.tune_space import check_tune
+    from dlcli.config.paths import resolve_data_paths
 
+    resolve_data_paths(cfg)
     check_config(cfg)
     check_tune(cfg)

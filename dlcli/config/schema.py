@@ -35,13 +35,21 @@ class DataConfig(_Section):
         description=(
             "A built-in data set (digits, iris, wine, breast_cancer, diabetes; "
             "mnist, fashion_mnist, cifar10, cifar100 through Keras's cache), "
-            "or one of image_dir | csv | npz."
+            "or one of image_dir | csv | parquet | npz."
         ),
     )
-    path: Optional[str] = Field(None, description="File or folder for image_dir / csv / npz, relative to the current directory.")
-    target: Optional[Union[str, list[str]]] = Field(None, description="csv: the label column; npz: the target array. A list: one per model output, each output layer named after its target.")
+    path: Optional[str] = Field(None, description="File or folder for image_dir / csv / parquet / npz, relative to the config file's folder (recorded absolute in the run folder).")
+    target: Optional[Union[str, list[str]]] = Field(None, description="csv / parquet: the label column; npz: the target array. A list: one per model output, each output layer named after its target.")
     sample_weight: Optional[str] = Field(None, description="Per-sample loss weights: a csv column or an npz array (npz default: an array named sample_weight, if any).")
-    features: Optional[list[str]] = Field(None, description="csv: the feature columns (default: every column but the target).")
+    features: Optional[list[str]] = Field(None, description="csv / parquet: the input columns (default: every column but the targets and the sample weight).")
+    inputs: Optional[dict[str, Union[str, list[str]]]] = Field(None, description="csv / parquet: columns feeding named model inputs, {input name: column or [columns]}; layers name them in `inputs:`.")
+    column_types: Optional[dict[str, Union[str, dict[str, Any]]]] = Field(None, description="csv / parquet: a column's keras.utils.FeatureSpace type (float, float_rescaled, float_normalized, float_discretized, integer_categorical, integer_hashed, string_categorical, string_hashed, hashed), text (raw strings to the model) or passthrough; or {type: ..., <FeatureSpace arguments>}. Default: numbers float_normalized, strings string_categorical.")
+    crosses: Optional[list[dict[str, Any]]] = Field(None, description="csv / parquet: FeatureSpace feature crosses, [{features: [a, b], crossing_dim: 32}].")
+    validation_path: Optional[str] = Field(None, description="Explicit validation data, the same kind of file as data.path (replaces validation_split).")
+    test_path: Optional[str] = Field(None, description="Explicit test data, the same kind of file as data.path (replaces test_split).")
+    split: Literal["random", "ordered"] = Field("random", description="random: seeded (stratified) splits; ordered: the last rows are held out, chronologically, and nothing is shuffled across the split.")
+    window: Optional[dict[str, Any]] = Field(None, description="csv / parquet time series: keras.utils.timeseries_dataset_from_array arguments (sequence_length, sampling_rate, sequence_stride) plus target_offset: predict the target this many rows after the window's last row.")
+    encoding: Optional[str] = Field(None, description="csv: the file's text encoding (default utf-8), e.g. latin-1.")
     image_size: Optional[list[int]] = Field(None, description="image_dir: resize every image to [height, width] (default 224x224, or the backbone's size).", min_length=2, max_length=2)
     color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="image_dir: grayscale | rgb.")
     sequence: bool = Field(False, description="Image data sets: give each image as a sequence of rows (samples, height, width) for recurrent models.")
@@ -49,7 +57,7 @@ class DataConfig(_Section):
     test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Fraction held out as a fixed, seeded test split where the source has none.")
     batch_size: int = Field(32, ge=1, description="Batch size (per replica when distributed).")
     shuffle_buffer: int = Field(10000, ge=0, description="Shuffle buffer size in samples (0 disables shuffling).")
-    cache: Union[bool, Literal["auto"]] = Field("auto", description="Cache decoded samples in memory: true, false, or auto (in-memory sources only).")
+    cache: Union[bool, Literal["auto"]] = Field("auto", description="Cache decoded samples in memory: true, false, or auto (in-memory sources only). csv / parquet with false: stream the file in blocks (flat memory for files larger than memory).")
     augment: list[Entry] = Field(default_factory=list, description="Keras preprocessing layers applied to training batches only, e.g. [RandomFlip: {mode: horizontal}].")
     limit: Optional[int] = Field(None, ge=1, description="Use at most this many training samples (quick experiments).")
     classes: Optional[list[Union[int, str]]] = Field(None, description="Keep only these classes (labels re-indexed in this order).")

@@ -31,6 +31,8 @@ class DataBundle:
             uninterrupted one would.
         representative: returns up to n unbatched training inputs as a
             numpy array (int8 export calibration, parity checks).
+        head: wraps the model built from the config in the preprocessing
+            its inputs need (see `attach`).
         notes: things the user should see after loading (files skipped,
             missing values filled).
         adapt_data: returns a fresh batched dataset of the training split's
@@ -51,6 +53,13 @@ class DataBundle:
     notes: list[str] = field(default_factory=list)
     rng_variables: list[Any] = field(default_factory=list)
     adapt_data: Optional[Callable[[], Any]] = None
+    head: Optional[Callable[[Any], Any]] = None
+
+    def attach(self, model: Any) -> Any:
+        """The model with the data's own preprocessing in front (CSV /
+        Parquet: FeatureSpace layers taking raw rows); `model` itself for
+        sources without any."""
+        return model if self.head is None else self.head(model)
 
     @property
     def class_names(self) -> Optional[list[str]]:

@@ -102,7 +102,7 @@ def _batches(items: Iterator[_Item], spec: DataSpec, batch_size: int) -> Iterato
                 errors.append(block_errors[e][1:])
                 e += 1
             names += block_names[start:end]
-            xs.append(block_x[start:end])
+            xs.append(_cut(block_x, slice(start, end)))
             count += end - start
             start = end
             if count == batch_size:
@@ -113,7 +113,14 @@ def _batches(items: Iterator[_Item], spec: DataSpec, batch_size: int) -> Iterato
         yield names, _join(xs) if xs else np.zeros((0,) + shape, np.float32), errors
 
 
-def _join(xs: list[np.ndarray]) -> np.ndarray:
+def _cut(x: Any, rows: Any) -> Any:
+    """Rows of a batch: an array, or a dict of column arrays."""
+    return {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
+
+
+def _join(xs: list[Any]) -> Any:
+    if isinstance(xs[0], dict):
+        return {k: xs[0][k] if len(xs) == 1 else np.concatenate([x[k] for x in xs]) for k in xs[0]}
     x = xs[0] if len(xs) == 1 else np.concatenate(xs)
     return x.astype(np.float32, copy=False)
 
@@ -314,47 +321,134 @@ def _sequence_layout(spec: DataSpec, img: np.ndarray) -> np.ndarray:
     return img.reshape(img.shape[0], -1)
 
 
-# -------------------------------------------------------------------- csv
+# ------------------------------------------------------------------ tables
+
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|nan)\s*$"
+_BLOCK_ROWS = 8192
+
+
+def _needed(spec: DataSpec) -> list[str]:
+    return [c.name for c in spec.columns] if spec.columns else list(spec.features or [])
+
 
 def check_table(spec: DataSpec, path: Path) -> None:
     """The table has every feature column the model was trained on."""
     from dlcli.data._util import did_you_mean
-    from dlcli.data.tabular import read_csv
+    from dlcli.data.table import header
 
-    header, rows = read_csv(path)
-    rows.close()
-    missing = [c for c in spec.features or [] if c not in header]
+    names = header(path, encoding=spec.encoding)
+    missing = [c for c in _needed(spec) if c not in names]
     if missing:
-        hints = [h for h in (did_you_mean(c, header) for c in missing) if h]
+        hints = [h for h in (did_you_mean(c, names) for c in missing) if h]
         raise DataError(
             f"{path} lacks the feature column(s) {', '.join(map(repr, missing))} the model was trained on"
             + (f" ({'; '.join(hints)})" if hints else "")
         )
 
 
-def table_records(spec: DataSpec, path: Path) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
-    from dlcli.data.tabular import encode_table, read_csv
+def table_records(spec: DataSpec, path: Path) -> Iterator[_Block]:
+    """Blocks of rows read by pyarrow (CSV cells as text, parsed per column
+    with vectorised compute): the model's raw columns (FeatureSpace models)
+    or encoded, standardised vectors (models trained on feature vectors).
+    A row with a word in a numeric column becomes an error entry."""
+    import pyarrow as pa
 
-    header, rows = read_csv(path)
-    features = spec.features or []
-    numeric = spec.numeric or features
+    from dlcli.data.table import is_parquet, iter_batches, read_schema
+
+    cols = _needed(spec)
+    schema = read_schema(path, encoding=spec.encoding)
+    if not is_parquet(path):
+        schema = pa.schema([pa.field(n, pa.string()) for n in schema.names])
+    start = 0
+    for batch in iter_batches(path, schema, encoding=spec.encoding, columns=cols, rows=_BLOCK_ROWS):
+        x, bad = (_raw_columns if spec.columns else _vectors)(spec, batch)
+        line0 = start + (1 if is_parquet(path) else 2)
+        keep = np.flatnonzero(bad < 0)
+        names = [f"{path}:{line0 + i}" for i in keep]
+        errors = [(int(np.searchsorted(keep, i)), f"{path}:{line0 + i}", msg) for i, msg in _row_errors(batch, bad, cols)]
+        yield _Block(names, _cut(x, keep) if len(keep) != len(bad) else x, errors)
+        start += batch.num_rows
+
+
+def _numbers(col: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A column as float64 (gaps NaN) and the mask of cells that are not numbers."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return col.cast(pa.float64()).to_numpy(zero_copy_only=False), np.zeros(len(col), bool)
+    from dlcli.data.table import NULL_VALUES
+
+    missing = pc.or_(pc.is_null(col), pc.fill_null(pc.is_in(pc.utf8_trim_whitespace(col), value_set=pa.array(NULL_VALUES)), True))
+    ok = pc.fill_null(pc.match_substring_regex(col, _NUMBER, ignore_case=True), False)
+    clean = pc.if_else(ok, pc.utf8_trim_whitespace(col), pa.scalar(None, pa.string()))
+    values = clean.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    return values, (~ok.to_numpy(zero_copy_only=False)) & ~missing.to_numpy(zero_copy_only=False)
+
+
+def _raw_columns(spec: DataSpec, batch: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    import pyarrow.compute as pc
+
+    bad = np.full(batch.num_rows, -1)
+    out = {}
+    for j, c in enumerate(spec.columns):
+        col = batch.column(c.name)
+        if c.dtype == "string":
+            arr = pc.fill_null(col.cast("string"), str(c.fill)).to_numpy(zero_copy_only=False).astype(object)
+        else:
+            values, wrong = _numbers(col)
+            if c.dtype == "int64":
+                wrong |= np.isfinite(values) & (values != np.floor(values))
+            values = np.where(np.isnan(values), float(c.fill if c.fill is not None else 0), values)
+            bad[wrong & (bad < 0)] = j
+            arr = values.astype(c.dtype)
+        out[c.name] = arr.reshape(-1, 1)
+    return out, bad
+
+
+def _vectors(spec: DataSpec, batch: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Feature vectors as the vector sources made them: numeric columns,
+    one-hot blocks over the training categories, then standardised."""
+    import pyarrow.compute as pc
+
+    bad = np.full(batch.num_rows, -1)
+    parts = []
     categories = spec.categorical or {}
-    where = [header.index(c) for c in features]
-    for line, row in rows:
-        name = f"{path}:{line}"
-        try:
-            x, _ = encode_table(path, features, numeric, categories, [[row[j] for j in where]], [line])
-        except DataError as exc:
-            yield name, None, exc.message
-            continue
-        yield name, _standardize(spec, x[0]), ""
+    for j, name in enumerate(spec.features or []):
+        col = batch.column(name)
+        if name in categories:
+            cats = categories[name]
+            text = pc.utf8_trim_whitespace(col.cast("string"))
+            idx = pc.fill_null(pc.index_in(text, value_set=pa_array(cats)), -1).to_numpy(zero_copy_only=False)
+            present = ~pc.is_null(text).to_numpy(zero_copy_only=False)
+            bad[present & (idx < 0) & (bad < 0)] = j
+            parts.append((idx[:, None] == np.arange(len(cats))[None, :]).astype(np.float32))
+        else:
+            values, wrong = _numbers(col)
+            bad[wrong & (bad < 0)] = j
+            parts.append(values[:, None])
+    x = np.concatenate(parts, axis=1) if parts else np.zeros((batch.num_rows, 0))
+    return _standardize(spec, x), bad
+
+
+def pa_array(values: list[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(values, pa.string())
+
+
+def _row_errors(batch: Any, bad: np.ndarray, cols: list[str]) -> Iterator[tuple[int, str]]:
+    for i in np.flatnonzero(bad >= 0):
+        name = cols[int(bad[i])]
+        value = batch.column(name)[int(i)].as_py()
+        yield int(i), f"column {name!r} has {value!r}, which the model cannot take (a number or a training category)"
 
 
 def _standardize(spec: DataSpec, x: np.ndarray) -> np.ndarray:
     from dlcli.data.arrays import standardize
 
     if spec.standardize is not None:
-        return standardize(x[None], spec.standardize.mean, spec.standardize.std)[0]
+        return standardize(x, spec.standardize.mean, spec.standardize.std)
     return np.nan_to_num(x.astype(np.float32))
 
 
@@ -415,4 +509,4 @@ def array_records(spec: DataSpec, path: Path) -> Iterator[tuple[str, Optional[np
     vector = spec.input_kind == "vector"
     for i in range(len(arr)):
         x = _array_to_input(spec, np.asarray(arr[i], dtype=np.float32))
-        yield f"{path}:{i}", _standardize(spec, x) if vector else x, ""
+        yield f"{path}:{i}", _standardize(spec, x[None])[0] if vector else x, ""

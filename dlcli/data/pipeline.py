@@ -129,3 +129,30 @@ def take_numpy(ds: tf.data.Dataset, n: int) -> np.ndarray:
     if not out:
         return np.zeros((0,), np.float32)
     return np.concatenate(out)[:n]
+
+
+def table_dataset(
+    x: dict[str, np.ndarray],
+    y: Any,
+    w: Optional[np.ndarray],
+    *,
+    batch_size: int,
+    training: bool,
+    seed: int,
+    shuffle: bool,
+) -> tf.data.Dataset:
+    """Batched `(columns, y[, sample_weight])` over in-memory table columns.
+
+    Training batches draw from a full permutation of the rows, new every
+    epoch (a real shuffle, not a buffer): the pipeline shuffles row indices
+    and gathers each batch's rows from the column tensors.
+    """
+    parts = (x, y) if w is None else (x, y, w)
+    n = len(next(iter(x.values())))
+    if not (training and shuffle and n > 1):
+        return tf.data.Dataset.from_tensor_slices(parts).batch(batch_size).prefetch(AUTOTUNE)
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, parts)
+    idx = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    gather = tf.autograph.experimental.do_not_convert(
+        lambda i: tf.nest.map_structure(lambda t: tf.gather(t, i), tensors))
+    return idx.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)

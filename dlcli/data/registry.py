@@ -192,9 +192,14 @@ register_source(Source(
     "image_dir", "dlcli.data.images:image_dir_source", "file", path="folder", reader="image",
     doc="a folder of class folders of images (or train/ val/ test/ splits of them)",
 ))
+_TABLE_OPTIONS = ("column_types", "crosses", "window", "encoding")
 register_source(Source(
-    "csv", "dlcli.data.tabular:csv_source", "file", path="file", suffixes=(".csv", ".tsv"),
-    needs=("target",), reader="table", doc="a CSV file with a header line",
+    "csv", "dlcli.data.tables:table_source", "file", path="file", suffixes=(".csv", ".tsv"),
+    needs=("target",), options=_TABLE_OPTIONS, reader="table", doc="a CSV file with a header line",
+))
+register_source(Source(
+    "parquet", "dlcli.data.tables:table_source", "file", path="file", suffixes=(".parquet", ".pq"),
+    needs=("target",), options=_TABLE_OPTIONS[:-1], reader="table", doc="an Apache Parquet file",
 ))
 register_source(Source(
     "npz", "dlcli.data.npz:npz_source", "file", path="file", suffixes=(".npz",),

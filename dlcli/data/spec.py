@@ -46,6 +46,16 @@ class Standardize(_Strict):
     std: list[float]
 
 
+class ColumnSpec(_Strict):
+    """A raw feature column of a table: what predict reads and feeds."""
+
+    name: str
+    type: str = Field(..., description="FeatureSpace type, text or passthrough.")
+    dtype: Literal["float32", "int64", "string"]
+    fill: Union[float, int, str, None] = Field(None, description="What a missing value becomes.")
+    input: str = Field("features", description="The model input it feeds.")
+
+
 class OutputSpec(_Strict):
     """One model output's target, where there are named or several
     targets (npz arrays, csv target lists): what evaluate and predict
@@ -113,6 +123,10 @@ class DataSpec(_Strict):
     input_dtypes: Optional[dict[str, str]] = None
     outputs: Optional[list[OutputSpec]] = None
     sample_weight: Optional[str] = None
+    # Tables (csv, parquet): raw columns, text encoding, time windows.
+    columns: Optional[list[ColumnSpec]] = None
+    encoding: Optional[str] = None
+    window: Optional[dict[str, Any]] = None
 
     # ctc_digits.
     blank_index: Optional[int] = None

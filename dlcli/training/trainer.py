@@ -139,6 +139,7 @@ def train(
 
     with strategy.scope():
         model = build_model(cfg, bundle.input_shape, num_classes=bundle.num_classes)
+        model = bundle.attach(model)  # raw-row preprocessing in front (CSV / Parquet)
         check_output_matches_data(model, cfg, bundle.spec)
         adapt_model(model, bundle)  # preprocessing layers learn their state before fit
         compile_model(model, cfg, steps_per_epoch=steps_per_epoch(bundle.train, strategy))

@@ -1,0 +1,186 @@
+"""Reading CSV and Parquet files with pyarrow.
+
+`read_table` reads a whole file into a typed `pyarrow.Table` (CSV parsed
+by pyarrow's multithreaded reader, no Python per cell); `iter_batches`
+streams record batches of a file with a fixed schema, for files larger than
+memory. Empty cells and the usual missing-value markers (NA, NaN, null,
+?, ...) are nulls. A CSV that is not valid in its encoding (UTF-8 unless
+`data.encoding` says otherwise) is an error naming the line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+from dlcli.errors import DataError
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+MISSING = ("", "na", "nan", "n/a", "null", "none", "?")
+NULL_VALUES = sorted({v for m in MISSING for v in (m, m.upper(), m.title())})
+# Rows of a streamed file read to fix its column types.
+SCHEMA_ROWS = 10_000
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in PARQUET_SUFFIXES
+
+
+def _delimiter(path: Path, encoding: str) -> str:
+    with open(path, "rb") as f:
+        sample = f.read(64 * 1024)
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    text = sample.decode(encoding, errors="replace")
+    try:
+        return csv.Sniffer().sniff(text, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _csv_options(path: Path, encoding: Optional[str], columns: Optional[Sequence[str]], types: Optional[dict] = None):
+    import pyarrow.csv as pcsv
+
+    enc = _check_encoding(encoding)
+    read = pcsv.ReadOptions(use_threads=True, encoding=enc, block_size=1 << 22)
+    parse = pcsv.ParseOptions(delimiter=_delimiter(path, enc), newlines_in_values=False)
+    convert = pcsv.ConvertOptions(
+        null_values=NULL_VALUES, strings_can_be_null=True, include_columns=list(columns) if columns else None,
+        column_types=types,
+    )
+    return read, parse, convert
+
+
+def _check_encoding(encoding: Optional[str]) -> str:
+    enc = encoding or "utf-8"
+    try:
+        codecs.lookup(enc)
+    except LookupError:
+        raise DataError(f"data.encoding: unknown text encoding {enc!r}", hint="e.g. utf-8, latin-1, cp1252") from None
+    return enc
+
+
+def read_table(path: Path, *, encoding: Optional[str] = None, columns: Optional[Sequence[str]] = None) -> Any:
+    """A CSV or Parquet file as a typed `pyarrow.Table`.
+
+    Raises:
+        DataError: the file cannot be read, is empty, or is not valid text in
+            its encoding (the message names the first bad line).
+    """
+    import pyarrow as pa
+
+    try:
+        if is_parquet(path):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path, columns=list(columns) if columns else None)
+        else:
+            import pyarrow.csv as pcsv
+
+            read, parse, convert = _csv_options(path, encoding, columns)
+            table = pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        raise _read_error(path, encoding, exc) from None
+    if table.num_columns == 0:
+        raise DataError(f"{path} is empty: a table source needs a header line and rows")
+    _check_text(path, encoding, table)
+    return table
+
+
+def _read_error(path: Path, encoding: Optional[str], exc: Exception) -> DataError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "Empty CSV file" in text:
+        return DataError(f"{path} is empty: a CSV source needs a header line and rows")
+    if isinstance(exc, UnicodeDecodeError) or "decode" in text.lower() or "utf" in text.lower():
+        return _encoding_error(path, encoding)
+    if "Expected" in text and "columns" in text:
+        row = text.split(": ", 2)[-1].encode()
+        with open(path, "rb") as f:
+            data = f.read()
+        at = data.find(b"\n" + row)
+        line = data.count(b"\n", 0, at + 1) + 1
+        where = f"{path}:{line}" if at >= 0 else str(path)
+        return DataError(f"{where}: {text.split(': ', 2)[1] if text.count(': ') >= 2 else text}",
+                         hint="every row needs as many fields as the header")
+    return DataError(f"cannot read {path}: {text}")
+
+
+def _check_text(path: Path, encoding: Optional[str], table: Any) -> None:
+    import pyarrow as pa
+
+    if any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in table.schema) and not is_parquet(path):
+        raise _encoding_error(path, encoding)
+
+
+def _encoding_error(path: Path, encoding: Optional[str]) -> DataError:
+    """Find the first byte that is not valid in the encoding; name its line."""
+    enc = encoding or "utf-8"
+    decoder = codecs.getincrementaldecoder(enc)()
+    line, offset = 1, 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                line += chunk.count(b"\n", 0, exc.start)
+                byte = chunk[exc.start:exc.start + 1].hex()
+                return DataError(
+                    f"{path}:{line}: not valid {enc} text (byte 0x{byte})",
+                    hint="say the file's encoding with data.encoding, e.g. latin-1 or cp1252",
+                )
+            line += chunk.count(b"\n")
+            offset += len(chunk)
+    return DataError(f"{path}: some values are not valid {enc} text",
+                     hint="say the file's encoding with data.encoding, e.g. latin-1 or cp1252")
+
+
+def read_schema(path: Path, *, encoding: Optional[str] = None) -> Any:
+    """The column names and types of a file (Parquet: its schema; CSV: the
+    types pyarrow infers on the first rows)."""
+    if is_parquet(path):
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path)
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    read, parse, convert = _csv_options(path, encoding, None)
+    try:
+        reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        first = reader.read_next_batch()
+    except StopIteration:
+        return reader.schema
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _read_error(path, encoding, exc) from None
+    return first.schema
+
+
+def header(path: Path, *, encoding: Optional[str] = None) -> list[str]:
+    """The column names of a CSV or Parquet file."""
+    return list(read_schema(path, encoding=encoding).names)
+
+
+def iter_batches(path: Path, schema: Any, *, encoding: Optional[str] = None,
+                 columns: Optional[Sequence[str]] = None, rows: int = 65536) -> Iterator[Any]:
+    """Stream `pyarrow.RecordBatch`es of a file with the given column types,
+    holding about one block in memory at a time."""
+    import pyarrow as pa
+
+    wanted = list(columns) if columns else list(schema.names)
+    if is_parquet(path):
+        import pyarrow.parquet as pq
+
+        yield from pq.ParquetFile(path).iter_batches(batch_size=rows, columns=wanted)
+        return
+    import pyarrow.csv as pcsv
+
+    types = {n: schema.field(n).type for n in wanted}
+    read, parse, convert = _csv_options(path, encoding, wanted, types)
+    try:
+        reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        for batch in reader:
+            yield batch
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise _read_error(path, encoding, exc) from None

@@ -1,0 +1,346 @@
+"""The `csv` and `parquet` sources: typed columns read with pyarrow, the
+features encoded by a Keras FeatureSpace inside the model.
+
+Columns: `data.target` (one column, or a list: one per model output, each
+output layer named after its column), `data.features` (default: every
+column but the targets and `data.sample_weight`), `data.inputs` (columns to
+named model inputs), `data.column_types` (see `dlcli.data.columns`).
+Splits: `data.validation_path` / `data.test_path` are read like
+`data.path`; otherwise `validation_split` / `test_split` of its rows are
+held out, at random (stratified by the first class target) or, with
+`split: ordered`, the last rows. `data.window` makes sliding windows
+(`dlcli.data.window`). The whole table is shuffled every epoch (not a
+buffer of it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from dlcli.data._util import cfg_error, did_you_mean, short_list, split_indices
+from dlcli.data.bundle import DataBundle
+from dlcli.data.columns import Column, check_groups, feature_space, head, plan_columns
+from dlcli.data.labels import TASKS, encode_labels, loss_label_mode, loss_name
+from dlcli.data.spec import ColumnSpec, DataSpec, OutputSpec
+from dlcli.data.table import read_table
+from dlcli.errors import DataError
+
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+def file_path(cfg: Any, key: str) -> Path:
+    """`data.<key>` as an existing file, resolved against the config's folder."""
+    from dlcli.config.paths import resolve_path
+
+    raw = getattr(cfg.data, key)
+    path = resolve_path(cfg, raw)
+    if not path.exists():
+        raise cfg_error(cfg, f"data.{key}", f"{path} does not exist")
+    if not path.is_file():
+        raise cfg_error(cfg, f"data.{key}", f"{path} is not a file (data.source {cfg.data.source} reads one file)")
+    return path
+
+
+def targets_of(cfg: Any) -> list[str]:
+    t = cfg.data.target
+    return [t] if isinstance(t, str) else list(t or [])
+
+
+def _columns(cfg: Any, names: list[str], path: Path) -> tuple[list[str], dict[str, str]]:
+    """(feature columns, column -> model input) from the config, checked
+    against the file's header."""
+    d = cfg.data
+    targets = targets_of(cfg)
+    groups: dict[str, str] = {}
+    for name, cols in (d.inputs or {}).items():
+        for c in [cols] if isinstance(cols, str) else cols:
+            groups[c] = str(name)
+    extra = [d.sample_weight] if d.sample_weight else []
+    features = list(d.features) if d.features else (list(groups) if groups else [n for n in names if n not in targets + extra])
+    for key, cols in (("data.target", targets), ("data.sample_weight", extra), ("data.features", features),
+                      ("data.inputs", list(groups))):
+        missing = [c for c in cols if c not in names]
+        if missing:
+            hints = [h for h in (did_you_mean(c, names) for c in missing) if h]
+            raise cfg_error(cfg, key, f"column(s) {', '.join(map(repr, missing))} not in {path}",
+                            hint="; ".join(hints) if hints else f"columns are {short_list(names, 12)}")
+    both = [c for c in features if c in targets + extra]
+    if both:
+        raise cfg_error(cfg, "data.features", f"column {both[0]!r} is a target or weight; it cannot also be a feature")
+    if not features:
+        raise cfg_error(cfg, "data.features", f"{path} has no feature columns besides the target")
+    return features, groups
+
+
+def check_numbers(path: Path, table: Any) -> None:
+    """A column that is mostly numbers but holds a word is a typo, not a
+    category column: name its first line.
+
+    Raises:
+        DataError: at the file and line.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in table.column_names:
+        col = table.column(name)
+        if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
+            continue
+        ok = pc.match_substring_regex(col, _NUMBER)
+        good, present = pc.sum(ok).as_py() or 0, len(col) - col.null_count
+        if present and good * 2 > present and good < present:
+            bad = pc.indices_nonzero(pc.invert(pc.fill_null(ok, True)))
+            first = int(bad[0].as_py())
+            raise DataError(f"{path}:{first + 2}: column {name!r} is numeric but has {col[first].as_py()!r}"
+                            + (f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""))
+
+
+def _loss_of(cfg: Any, target: str, single: bool) -> Any:
+    loss = cfg.compile.loss
+    if isinstance(loss, dict) and target in loss:
+        return loss[target]
+    return loss
+
+
+def encode_target(cfg: Any, path: Path, table: Any, target: str, single: bool) -> tuple[OutputSpec, np.ndarray]:
+    """One target column as labels for its loss, and what it holds.
+
+    Raises:
+        DataError: an empty target cell, or a word where a regression
+            target needs numbers (naming the line).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.column(target)
+    if col.null_count:
+        first = int(pc.indices_nonzero(pc.is_null(col))[0].as_py())
+        raise DataError(f"{path}:{first + 2}: the target column {target!r} is empty"
+                        + (f" ({col.null_count} rows)" if col.null_count > 1 else ""))
+    loss = _loss_of(cfg, target, single)
+    mode = loss_label_mode(loss)
+    numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+    whole = numeric and (pa.types.is_integer(col.type) or bool(pc.all(pc.equal(col, pc.floor(col))).as_py()))
+    if mode == "float" or (mode is None and numeric and not whole):
+        if not numeric:
+            raise DataError(f"{path}: target {target!r} holds words, but {loss_name(loss)} is a regression loss")
+        y = col.to_numpy().astype(np.float32)
+        return OutputSpec(name=target, task="regression", label_mode="float", shape=[]), y
+    values = pc.unique(col).sort()
+    names = [str(int(v)) if numeric else str(v) for v in values.to_pylist()]
+    y = pc.index_in(col, value_set=values).to_numpy().astype(np.int64)
+    if mode is None:
+        mode = "int"
+    if mode == "ctc":
+        raise cfg_error(cfg, "compile.loss", f"the CTC loss needs label sequences, but {target} has one label per row")
+    return OutputSpec(name=target, task=TASKS[mode], label_mode=mode, class_names=names, num_classes=len(names), shape=[]), y
+
+
+def _split(cfg: Any, n: int, labels: Optional[np.ndarray], held: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if cfg.data.split == "ordered":
+        k = int(np.ceil(n * held)) if held > 0 else 0
+        return np.arange(n - k), np.arange(n - k, n)
+    return split_indices(n, held, seed, labels)
+
+
+def _take(table: Any, idx: np.ndarray) -> Any:
+    return table.take(idx) if len(idx) != table.num_rows else table
+
+
+def split_tables(cfg: Any, path: Path, columns: list[str]) -> dict[str, Any]:
+    """{"train", "val", "test"} tables (val / test None when there are none):
+    from their own files, or held out of `data.path`."""
+    d = cfg.data
+    table = read_table(path, encoding=d.encoding, columns=columns)
+    if table.num_rows == 0:
+        raise DataError(f"{path} has a header but no rows")
+    check_numbers(path, table)
+    out: dict[str, Any] = {"train": table, "val": None, "test": None}
+    seed = int(cfg.seed)
+    first = targets_of(cfg)[0] if targets_of(cfg) else None
+    strat = None
+    if first and d.split != "ordered":
+        import pyarrow.compute as pc
+
+        strat = pc.index_in(table.column(first), value_set=pc.unique(table.column(first))).to_numpy(zero_copy_only=False)
+    for split, key, fraction in (("test", "test_path", d.test_split), ("val", "validation_path", d.validation_split)):
+        if getattr(d, key):
+            other = file_path(cfg, key)
+            t = read_table(other, encoding=d.encoding, columns=columns)
+            check_numbers(other, t)
+            try:
+                out[split] = t.cast(out["train"].schema)
+            except (ValueError, TypeError, Exception) as exc:  # noqa: BLE001 - pyarrow cast errors vary
+                raise DataError(f"{other}: its columns do not have the types of {path}'s ({str(exc).splitlines()[0]})") from None
+            continue
+        kept, held = _split(cfg, out["train"].num_rows, strat, fraction, seed)
+        if len(held):
+            out[split] = _take(out["train"], held)
+            out["train"] = _take(out["train"], kept)
+            strat = None if strat is None else strat[kept]
+    return out
+
+
+def column_arrays(table: Any, columns: list[Column]) -> dict[str, np.ndarray]:
+    """{column: (rows, 1) array} of the model's raw inputs, gaps filled."""
+    import pyarrow.compute as pc
+
+    out = {}
+    for c in columns:
+        col = table.column(c.name)
+        if c.dtype == "string":
+            col = col.cast("string")
+        col = pc.fill_null(col, c.fill) if col.null_count else col
+        arr = col.to_numpy(zero_copy_only=False)
+        arr = arr.astype(object if c.dtype == "string" else c.dtype, copy=False)
+        out[c.name] = arr.reshape(-1, 1)
+    return out
+
+
+def table_source(cfg: Any) -> DataBundle:
+    """See the module docstring.
+
+    Raises:
+        ConfigError: columns or types the file cannot give.
+        DataError: unreadable files, gaps in a target, words in numbers.
+    """
+    from dlcli.data.table import header
+
+    d = cfg.data
+    path = file_path(cfg, "path")
+    names = header(path, encoding=d.encoding)
+    if len(set(names)) != len(names):
+        dup = sorted({h for h in names if names.count(h) > 1})
+        raise DataError(f"{path}: the header repeats column(s) {', '.join(map(repr, dup))}")
+    features, groups = _columns(cfg, names, path)
+    targets = targets_of(cfg)
+    extra = [d.sample_weight] if d.sample_weight else []
+    tables = split_tables(cfg, path, features + targets + extra)
+    if d.limit and tables["train"].num_rows > d.limit:
+        tables["train"] = tables["train"].slice(0, d.limit)
+    plan = plan_columns(cfg, tables["train"], features, groups, path)
+    check_groups(cfg, plan)
+    if d.window:
+        from dlcli.data.window import window_bundle
+
+        return window_bundle(cfg, path, tables, plan)
+    return _bundle(cfg, path, tables, plan, targets)
+
+
+def _labels(cfg: Any, path: Path, tables: dict[str, Any], targets: list[str]) -> tuple[list[OutputSpec], dict[str, Any]]:
+    """Output specs and per-split label arrays (by target name when several),
+    class indices taken from all splits together."""
+    import pyarrow as pa
+
+    present = [t for t in tables.values() if t is not None]
+    whole = pa.concat_tables([t.select(targets) for t in present])
+    outputs, ys = [], {}
+    for target in targets:
+        out, y = encode_target(cfg, path, whole, target, len(targets) == 1)
+        outputs.append(out)
+        ys[target] = y
+    result: dict[str, Any] = {}
+    start = 0
+    for split, t in tables.items():
+        if t is None:
+            result[split] = None
+            continue
+        part = {}
+        for out in outputs:
+            y = ys[out.name][start:start + t.num_rows]
+            part[out.name] = encode_labels(cfg, y, out.label_mode, out.num_classes)
+        start += t.num_rows
+        result[split] = part[targets[0]] if len(targets) == 1 else part
+    return outputs, result
+
+
+def _bundle(cfg: Any, path: Path, tables: dict[str, Any], plan: list[Column], targets: list[str]) -> DataBundle:
+    d = cfg.data
+    outputs, labels = _labels(cfg, path, tables, targets)
+    xs = {s: None if t is None else column_arrays(t, plan) for s, t in tables.items()}
+    weights = {s: None if t is None or not d.sample_weight else
+               t.column(d.sample_weight).fill_null(0).to_numpy().astype(np.float32) for s, t in tables.items()}
+    first = outputs[0]
+    spec = DataSpec(
+        source=d.source, task=first.task, label_mode=first.label_mode, class_names=first.class_names,
+        num_classes=first.num_classes, target_width=1 if first.task == "regression" else None, input_kind="table",
+        path=str(path), target=d.target, features=[c.name for c in plan], seed=int(cfg.seed),
+        columns=[ColumnSpec(name=c.name, type=c.type, dtype=c.dtype, fill=c.fill, input=c.group) for c in plan],
+        outputs=outputs if len(outputs) > 1 else None, sample_weight=d.sample_weight, encoding=d.encoding,
+        counts={s: 0 if t is None else t.num_rows for s, t in tables.items()},
+    )
+    if first.class_names and len(outputs) == 1:
+        spec.class_counts = np.bincount(np.asarray(labels["train"]).reshape(-1).astype(np.int64)
+                                        if first.label_mode != "onehot" else np.asarray(labels["train"]).argmax(1),
+                                        minlength=first.num_classes).tolist()
+    bundle = assemble_table(cfg, spec, plan, xs, labels, weights)
+    bundle.notes.extend(gap_notes(path, tables["train"], plan))
+    return bundle
+
+
+def gap_notes(path: Path, table: Any, plan: list[Column]) -> list[str]:
+    """What filled the gaps of the training rows, one line per column."""
+    how = {"float32": "the training mean", "int64": "-1 (an unseen category)", "string": "'(missing)', a category of its own"}
+    return [f"{path.name}: column {c.name!r} has {table.column(c.name).null_count} missing value(s), filled with {how[c.dtype]}"
+            for c in plan if table.column(c.name).null_count]
+
+
+def assemble_table(cfg: Any, spec: DataSpec, plan: list[Column], xs: dict, labels: dict, weights: dict) -> DataBundle:
+    """Datasets, the adapted FeatureSpace and the model head for column
+    arrays (the rows of each split, or windows of them)."""
+    from dlcli.data.pipeline import table_dataset
+
+    d = cfg.data
+    fs = feature_space(plan, list(d.crosses or []), cfg)
+    seed = int(cfg.seed)
+    train_x = xs["train"]
+
+    def adapt_data():
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensor_slices(train_x).batch(4096)
+
+    if fs is not None:
+        import tensorflow as tf
+
+        fs.adapt(tf.data.Dataset.from_tensor_slices({k: v for k, v in train_x.items() if k in fs.features}).batch(4096))
+    inputs, encoded = head(plan, fs)
+    # What the config's model takes, in the builder's terms: a shape, or
+    # {shape, dtype} for raw strings; by model input name for several.
+    shapes = {g: [int(v) for v in t.shape[1:]] for g, t in encoded.items()}
+    dtypes = {g: "string" for g, t in encoded.items() if t.dtype == "string"}
+    given = {g: {"shape": s, "dtype": "string"} if g in dtypes else tuple(s) for g, s in shapes.items()}
+    single = len(encoded) == 1
+    spec.input_shape = next(iter(shapes.values())) if single else None
+    if not single:
+        spec.inputs, spec.input_dtypes = shapes, dtypes or None
+
+    def attach(model: Any) -> Any:
+        import keras
+
+        outs = model(next(iter(encoded.values())) if single else encoded)
+        if not isinstance(outs, (list, tuple, dict)):
+            return keras.Model(inputs, outs, name=model.name)
+        # Several outputs keep the names of the config's output layers
+        # (the targets' names), which Keras matches labels and losses by.
+        outs = list(outs.values()) if isinstance(outs, dict) else list(outs)
+        named = {n: keras.layers.Identity(name=n)(o) for n, o in zip(model.output_names, outs)}
+        return keras.Model(inputs, named, name=model.name)
+
+    def make(split: str):
+        if xs[split] is None:
+            return None
+        return table_dataset(xs[split], labels[split], weights[split], batch_size=d.batch_size,
+                             training=split == "train", seed=seed, shuffle=d.shuffle_buffer > 0 and d.split != "ordered")
+
+    counts = spec.counts
+    return DataBundle(
+        train=make("train"), val=make("val"), test=make("test"),
+        input_shape=next(iter(given.values())) if single else given, spec=spec,
+        num_train=counts.train, num_val=counts.val, num_test=counts.test,
+        representative=lambda n: {k: v[:n] for k, v in train_x.items()},
+        adapt_data=adapt_data, head=attach,
+    )
