@@ -93,9 +93,7 @@ def tune(
         else:
             run_worker(job, say)
     except Exception as exc:
-        from dlcli.errors import ConfigError
-
-        if fresh and isinstance(exc, ConfigError):
+        if fresh and getattr(exc, "exit_code", None) == 2:
             # A mistake found at the first trial (a metric the run does not
             # have) leaves nothing behind, like any config error.
             shutil.rmtree(spec.study_dir, ignore_errors=True)

@@ -52,7 +52,10 @@ class Objective:
             result, reporter = self._train(trial, values, folder)
         except Interrupted:
             trial.set_user_attr("interrupted", True)
-            raise
+            raise Interrupted(
+                f"tune interrupted in trial {trial.number}",
+                hint="run the same dlcli tune command again to resume the study",
+            ) from None
         except (ConfigError, DataError, TrainingError) as exc:
             trial.set_user_attr(ERROR_ATTR, " ".join(str(exc).split()))
             _record_run(trial, folder)
