@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -496,9 +497,32 @@ def finetune(
             image_size=image_size, batch_size=batch_size, weights=weights, augment=augment, strict=strict,
             config=config, overrides=overrides, name=name,
         )
+    notes = from_scratch_notes(cfg)
+    if notes and progress != "none":
+        for note in notes:
+            print(f"warning: {note}", file=sys.stderr, flush=True)
     result = train(cfg, output=output, name=name, resume=resume, progress=progress, console=console)
     result.metrics["phases"] = phase_summary(result.history)
+    if notes:
+        from dlcli.runs import METRICS_FILE, atomic_write_json
+
+        result.metrics["notes"] = [*result.metrics.get("notes", []), *notes]
+        atomic_write_json(result.run_dir / METRICS_FILE, result.metrics)
     return result
+
+
+def from_scratch_notes(cfg: Any) -> list[str]:
+    """What to tell a user whose Backbone has no pretrained weights."""
+    for entry in cfg.model.layers:
+        spec = entry.get("Backbone") if isinstance(entry, dict) else None
+        if isinstance(spec, dict) and "weights" in spec and spec["weights"] is None:
+            return [
+                "--weights none: the backbone starts from random weights, so there is nothing to transfer; "
+                "phase 1 trains only the head on random features, and phase 2 trains the unfrozen layers "
+                "with BatchNormalization learning its statistics (frozen statistics only suit pretrained "
+                "weights). Expect from-scratch accuracy, not transfer learning."
+            ]
+    return []
 
 
 def _resume_config(resume: PathLike, base: Any, data_dir: Any, epochs: Optional[int], fine_tune_epochs: Optional[int],

@@ -898,9 +898,11 @@ def _enter_fine_tune_phase(model: Any, cfg: Any) -> None:
     backbone.trainable = True
     for layer in layers[: len(layers) - n]:
         layer.trainable = False
+    pretrained = _backbone_pretrained(cfg)
     for layer in layers[len(layers) - n :]:
-        # BatchNormalization stays in inference mode (Keras transfer guide).
-        if isinstance(layer, keras.layers.BatchNormalization):
+        # Pretrained BatchNormalization stays in inference mode (Keras
+        # transfer guide); random statistics must train with the rest.
+        if pretrained and isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
     lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) * ft.learning_rate_factor
     opt = keras.optimizers.serialize(model.optimizer)
@@ -910,3 +912,11 @@ def _enter_fine_tune_phase(model: Any, cfg: Any) -> None:
     opt_cfg.pop("name", None)
     new_cfg.compile.optimizer = {"class_name": opt.get("class_name", "Adam"), "config": opt_cfg}
     compile_model(model, new_cfg)
+
+
+def _backbone_pretrained(cfg: Any) -> bool:
+    """False when the config's Backbone starts from random weights."""
+    for entry in cfg.model.layers:
+        if isinstance(entry, dict) and isinstance(entry.get("Backbone"), dict):
+            return entry["Backbone"].get("weights", "imagenet") is not None
+    return True
