@@ -7,7 +7,8 @@ A run's status is read from its files, nothing else:
 * finished: metrics.json is there (training completed or stopped early);
   pruned: a `dlcli tune` trial that the study's pruner stopped early
   (its trial.json says so);
-* failed: a model.keras without metrics.json (a diverged run keeps its
+* failed: metrics.json says so (model.keras did not reload as trained), or
+  a model.keras without metrics.json (a diverged run keeps its
   last good model), or a folder with no checkpoint at all (it died before
   its first epoch);
 * interrupted: a resumable checkpoint and no model yet
@@ -87,6 +88,8 @@ def run_status(folder: Path) -> str:
     if is_locked(folder):
         return "running"
     if (folder / METRICS_FILE).is_file():
+        if _read_json(folder / METRICS_FILE).get("status") == "failed":
+            return "failed"  # model.keras did not reload as trained
         return "pruned" if _read_json(folder / "trial.json").get("state") == "pruned" else "finished"
     if (folder / MODEL_FILE).is_file() or not (folder / CHECKPOINT_DIR / _STATE_FILE).is_file():
         return "failed"

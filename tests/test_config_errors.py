@@ -176,8 +176,12 @@ def test_keras_names_and_arguments_get_did_you_mean(sections, key, message, hint
         {"model": {"layers": [{"Backbone": {"name": "MobileNetV2", "preprocess": True, "fine_tune_at": 100}}]}, "finetune": {"fine_tune_epochs": 2}},
         # Base Layer arguments reached through **kwargs.
         {"model": {"layers": [{"Dense": {"units": 3, "name": "out", "dtype": "float32", "trainable": False, "input_shape": [4]}}]}},
-        # A custom layer by import path is not checked beyond its syntax.
-        {"model": {"layers": [{"mypkg.layers.Gate": {"anything": 1}}]}},
+        # A custom layer by import path: its module's file is read (not
+        # imported) to find the class; its arguments are not checked.
+        {"model": {"layers": [{"dlcli.model.layers.PositionEmbedding": {"anything": 1}}]}},
+        # The user's own loss, metric, schedule and initializer by dotted path.
+        {"compile": {"loss": "dlcli.model.ctc.CTCSequenceAccuracy", "metrics": [{"class_name": "dlcli.model.ctc.CTCSequenceAccuracy"}]}},
+        {"model": {"layers": [{"Dense": {"units": 2, "kernel_initializer": "dlcli.model.layers.PositionEmbedding"}}]}},
         # Keras serialized form, pasted.
         {"compile": {"optimizer": {"module": "keras.optimizers", "class_name": "SGD", "config": {"momentum": 0.9}, "registered_name": None}}},
         {"train": {"callbacks": ["TerminateOnNaN", {"EarlyStopping": {"patience": 2, "restore_best_weights": True}}]}},

@@ -81,6 +81,9 @@ def test_a_layer_that_does_not_reload_fails_the_run(layer, expect, user_module, 
     assert f"give {cls} a get_config() that returns every __init__ argument" in error[0]
     metrics = json.loads((user_module / "runs" / "c" / "1" / "metrics.json").read_text())
     assert metrics["status"] == "failed" and expect in metrics["reload"]["error"]
+    from dlcli.runlist import run_status
+
+    assert run_status(user_module / "runs" / "c" / "1") == "failed"
 
 
 def test_a_layer_that_reloads_passes(user_module, runner, app):

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from dlcli.config.graph import in_context, model_graph, parse_entry
+from dlcli.config.imports import check_import_path, user_path
 from dlcli.config.suggest import closest, did_you_mean, one_of
 from dlcli.errors import ConfigError
 
@@ -480,6 +481,10 @@ def _fail(cfg: Optional["Config"], key: str, message: str, hint: Optional[str] =
     return ConfigError(message, key=key, hint=hint)
 
 
+def _locator(cfg: Optional["Config"]) -> Any:
+    return lambda key, message, hint=None: _fail(cfg, key, message, hint)
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
@@ -517,8 +522,7 @@ def check_layer_name(class_name: str, key_path: str, *, cfg: Optional["Config"] 
     if class_name in EXTRA_LAYERS:
         return
     if "." in class_name:
-        if not is_import_path(class_name):
-            raise _fail(cfg, key_path, f"'{class_name}' is not a valid import path", "write package.module.ClassName")
+        check_import_path(class_name, key_path, _locator(cfg), kind="layer")
         return
     cat = get_catalog()
     if cat is None or cat.dict_target("layers", class_name) is not None or _live_registered(class_name):
@@ -553,6 +557,9 @@ def check_layer_kwargs(class_name: str, kwargs: dict[str, Any], key_path: str, *
     if info is not None:
         _check_args(class_name, kwargs, info, key_path, cfg)
     for arg, value in kwargs.items():
+        if user_path(value) is not None:
+            check_import_path(user_path(value)[0], f"{key_path}.{arg}", _locator(cfg), kind=arg, functions=True)
+            continue
         if not isinstance(value, str):
             continue
         for suffix, category in _VALUE_CATEGORIES:
@@ -654,6 +661,13 @@ def _check_ref(
     extras: tuple = (),
 ) -> Optional[str]:
     """Check a `name` or `{class_name, config}` reference; return the target."""
+    user = user_path(ref)
+    if user is not None:  # the user's own class or function (dlcli.config.imports)
+        where = key_path
+        if isinstance(ref, dict) and ("module" in ref or "class_name" in ref):
+            where = f"{key_path}.{'module' if 'module' in ref else 'class_name'}"
+        check_import_path(user[0], where, _locator(cfg), kind=label, functions=True)
+        return user[0]
     cat = get_catalog()
     if isinstance(ref, str):
         if ref in extras or cat is None or cat.accepts(category, ref):
@@ -720,6 +734,13 @@ def check_schedule(ref: Any, key_path: str, *, cfg: Optional["Config"] = None) -
     if isinstance(ref, str):
         raise _fail(cfg, key_path, f"expected a number or a schedule {{class_name: ..., config: {{...}}}}, got {ref!r}")
     _check_ref("schedules", "learning-rate schedule", ref, key_path, cfg)
+    from dlcli.config import refs
+
+    config = ref.get("config") if isinstance(ref, dict) else None
+    for arg, value in (config or {}).items():
+        problem = refs.check(value) if refs.is_reference(arg, value) else None
+        if problem:
+            raise _fail(cfg, f"{key_path}.config.{arg}", problem, f"a number, or an expression of {', '.join(refs.NAMES)}")
 
 
 def check_optimizer(ref: Any, key_path: str = "compile.optimizer", *, cfg: Optional["Config"] = None) -> None:
@@ -746,8 +767,7 @@ def check_callback(class_name: str, kwargs: dict[str, Any], key_path: str, args_
         ConfigError: an unknown callback or argument, with the closest.
     """
     if "." in class_name:
-        if not is_import_path(class_name):
-            raise _fail(cfg, key_path, f"'{class_name}' is not a valid import path", "write package.module.ClassName")
+        check_import_path(class_name, key_path, _locator(cfg), kind="callback")
         return
     cat = get_catalog()
     if cat is None:

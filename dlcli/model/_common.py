@@ -25,6 +25,7 @@ __all__ = [
     "accepted_kwargs",
     "check_kwargs",
     "import_dotted",
+    "user_object",
     "short_message",
     "public_names",
 ]
@@ -156,7 +157,7 @@ def check_kwargs(
                         hint=f"write it as {what}: {{{missing[0]}: ...}}")
 
 
-def import_dotted(path: str, *, cfg: Any, key: str, kind: str, base: type) -> type:
+def import_dotted(path: str, *, cfg: Any, key: str, kind: str, base: type, functions: bool = False) -> Any:
     """Import `package.module.ClassName` and check it subclasses `base`.
 
     Args:
@@ -165,6 +166,8 @@ def import_dotted(path: str, *, cfg: Any, key: str, kind: str, base: type) -> ty
         key: the entry's key path.
         kind: "layer" or "callback", for messages.
         base: the class the import must subclass.
+        functions: whether a plain function is acceptable too (losses,
+            metrics, initializers, regularizers, constraints).
 
     Raises:
         ConfigError: the module cannot be imported, lacks the attribute, or
@@ -184,9 +187,44 @@ def import_dotted(path: str, *, cfg: Any, key: str, kind: str, base: type) -> ty
         candidates = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, base)]
         raise cfg_error(cfg, key, f"module '{module_name}' has no {kind} class '{attr}'",
                         hint=did_you_mean(attr, candidates))
+    if functions and callable(obj) and not isinstance(obj, type):
+        return obj
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise cfg_error(cfg, key, f"'{path}' is not a Keras {kind} class (a subclass of keras.{kind}s.{base.__qualname__})")
     return obj
+
+
+def user_object(ref: Any, *, cfg: Any, key: str, kind: str, base: type) -> Any:
+    """The user's own class (constructed with its config) or function that a
+    reference names by dotted path, or None when it names Keras's own.
+
+    See `dlcli.config.imports.user_path` for the forms accepted. The class
+    is registered with Keras under the name it is saved with, so the model
+    file reloads in this process.
+
+    Raises:
+        ConfigError: located at `key`: not importable, not a `base`
+            subclass or function, unknown or rejected arguments.
+    """
+    import keras
+
+    from dlcli.config.imports import user_path
+
+    found = user_path(ref)
+    if found is None:
+        return None
+    path, config = found
+    obj = import_dotted(path, cfg=cfg, key=key, kind=kind, base=base, functions=True)
+    keras.saving.get_custom_objects().setdefault(keras.saving.get_registered_name(obj), obj)
+    if not isinstance(obj, type):
+        if config:
+            raise cfg_error(cfg, key, f"'{path}' is a function and takes no config", hint="write a class to give it arguments")
+        return obj
+    check_kwargs(obj, config, cfg=cfg, key=key, what=path)
+    try:
+        return obj(**config)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise cfg_error(cfg, key, f"{path} rejected its arguments: {short_message(exc)}") from None
 
 
 def public_names(module: Any) -> list[str]:

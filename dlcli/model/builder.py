@@ -37,6 +37,7 @@ from dlcli.model._common import (
     import_dotted,
     public_names,
     short_message,
+    user_object,
 )
 from dlcli.model.backbones import apply_backbone
 
@@ -336,7 +337,14 @@ def _prepare_value(arg: str, value: Any, *, cfg: Any, key: str, num_classes: Opt
         return _nested_layer(value, cfg=cfg, key=key, arg=arg, num_classes=num_classes)
     if arg in _LAYER_LIST_ARGS and isinstance(value, list) and all(_is_layer_entry(v) for v in value):
         return [_nested_layer(v, cfg=cfg, key=key, arg=arg, num_classes=num_classes) for v in value]
-    if any(arg.endswith(sfx) for sfx in _OBJECT_ARGS) and isinstance(value, Mapping) and "class_name" not in value and len(value) == 1:
+    module = next((m for sfx, m in _OBJECT_ARGS.items() if arg.endswith(sfx)), None)
+    if module is not None:
+        base = {"initializers": keras.initializers.Initializer, "regularizers": keras.regularizers.Regularizer,
+                "constraints": keras.constraints.Constraint}[module]
+        user = user_object(value, cfg=cfg, key=key, kind=f"{module[:-1]} for {arg}", base=base)
+        if user is not None:
+            return user
+    if module is not None and isinstance(value, Mapping) and "class_name" not in value and len(value) == 1:
         ((name, config),) = value.items()
         if config is not None and not isinstance(config, Mapping):
             raise cfg_error(cfg, key, f"{arg}: {{{name}: ...}} takes a mapping of arguments, got {config!r}")

@@ -52,7 +52,13 @@ def _problem(path: Path, model: Any, data: Any) -> Optional[tuple[Optional[str],
     from dlcli.model import trust
     from dlcli.model.io import load_model
 
-    modules = sorted({type(layer).__module__ for layer in _layers(model) if not _own(type(layer))})
+    import keras
+
+    # The modules this run's config named (its dotted paths registered their
+    # classes): the user trusts them, as they ran them to train.
+    objects = [type(layer) for layer in _layers(model)] + list(keras.saving.get_custom_objects().values())
+    modules = sorted({getattr(o, "__module__", None) or "builtins" for o in objects} - {"builtins"})
+    modules = [m for m in modules if m.split(".")[0] not in _OWN]
     policy = trust.current()
     policy = trust.make_trust(policy.unsafe, [*policy.modules, *modules])
     try:
@@ -75,7 +81,7 @@ def _problem(path: Path, model: Any, data: Any) -> Optional[tuple[Optional[str],
 
 
 def _own(cls: type) -> bool:
-    return cls.__module__.split(".")[0] in _OWN
+    return str(cls.__module__).split(".")[0] in _OWN
 
 
 def _layers(model: Any) -> Iterator[Any]:

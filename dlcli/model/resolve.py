@@ -21,7 +21,8 @@ from typing import Any, Mapping, Optional
 import keras
 
 from dlcli.config.graph import parse_entry
-from dlcli.model._common import cfg_error, check_kwargs, did_you_mean, import_dotted, public_names, short_message
+from dlcli.config import refs
+from dlcli.model._common import cfg_error, check_kwargs, did_you_mean, import_dotted, public_names, short_message, user_object
 from dlcli.model.ctc import CTCSequenceAccuracy
 
 # Names Keras has no object for; everything else goes through Keras.
@@ -90,6 +91,9 @@ def resolve_loss(loss: Any, *, cfg: Any = None, key: str = "compile.loss") -> An
     Raises:
         ConfigError: unknown name (with a suggestion) or bad arguments.
     """
+    user = user_object(loss, cfg=cfg, key=key, kind="loss", base=keras.losses.Loss)
+    if user is not None:
+        return user
     ref = _as_class_config(loss)
     name = _ref_name(ref)
     if name in _DLCLI_LOSSES:
@@ -105,7 +109,8 @@ def resolve_loss(loss: Any, *, cfg: Any = None, key: str = "compile.loss") -> An
         raise _unknown(cfg, key, "loss", name, exc, public_names(keras.losses) + list(_DLCLI_LOSSES)) from None
 
 
-def resolve_optimizer(optimizer: Any, *, cfg: Any = None, key: str = "compile.optimizer") -> keras.optimizers.Optimizer:
+def resolve_optimizer(optimizer: Any, *, cfg: Any = None, key: str = "compile.optimizer",
+                      run: Optional[Mapping[str, Optional[int]]] = None) -> keras.optimizers.Optimizer:
     """Resolve an optimizer, with a learning-rate schedule where given.
 
     Args:
@@ -128,7 +133,7 @@ def resolve_optimizer(optimizer: Any, *, cfg: Any = None, key: str = "compile.op
         config = dict(ref["config"])
         lr = config.get("learning_rate")
         if isinstance(lr, Mapping):
-            config["learning_rate"] = resolve_schedule(lr, cfg=cfg, key=f"{key}.config.learning_rate")
+            config["learning_rate"] = resolve_schedule(lr, cfg=cfg, key=f"{key}.config.learning_rate", run=run)
         ref = {"class_name": ref["class_name"], "config": config}
         cls = _optimizer_class(name)
         if cls is not None:
@@ -157,15 +162,33 @@ def _optimizer_class(name: str) -> Optional[type]:
     return None
 
 
-def resolve_schedule(schedule: Any, *, cfg: Any = None, key: str = "compile.optimizer.config.learning_rate") -> Any:
-    """Resolve a learning-rate schedule `{class_name, config}` through Keras.
+def resolve_schedule(schedule: Any, *, cfg: Any = None, key: str = "compile.optimizer.config.learning_rate",
+                     run: Optional[Mapping[str, Optional[int]]] = None) -> Any:
+    """Resolve a learning-rate schedule `{class_name, config}` through Keras,
+    or the user's own by dotted path.
+
+    Args:
+        schedule: `{class_name, config}` or `{ClassName: {kwargs}}`; a config
+            value may be an expression of `steps_per_epoch`, `epochs` and
+            `total_steps` (`dlcli.config.refs`).
+        cfg: the Config, for error locations.
+        key: the key path of the schedule.
+        run: `steps_per_epoch` and `epochs` of the run, for expressions.
 
     Raises:
-        ConfigError: unknown schedule (with a suggestion) or bad arguments.
+        ConfigError: unknown schedule (with a suggestion), bad arguments, an
+            expression that is wrong or needs a value not known.
     """
     ref = _as_class_config(schedule)
     if not isinstance(ref, Mapping) or not ref.get("class_name"):
         raise cfg_error(cfg, key, f"a learning-rate schedule is {{class_name: ..., config: {{...}}}}, got {schedule!r}")
+    locate = getattr(cfg, "error", None)
+    config = {k: refs.evaluate(v, run or {}, key=f"{key}.config.{k}", locate=locate) if refs.is_reference(k, v) else v
+              for k, v in ref["config"].items()}
+    ref = {**ref, "config": config}
+    user = user_object(ref, cfg=cfg, key=key, kind="learning-rate schedule", base=keras.optimizers.schedules.LearningRateSchedule)
+    if user is not None:
+        return user
     cls = _known_class(keras.optimizers.schedules, ref["class_name"])
     if cls is not None:
         check_kwargs(cls, ref["config"], cfg=cfg, key=key, what=cls.__name__)
@@ -200,6 +223,9 @@ def resolve_metrics(metrics: Any, *, cfg: Any = None, key: str = "compile.metric
 
 
 def _resolve_metric(metric: Any, *, cfg: Any, key: str) -> Any:
+    user = user_object(metric, cfg=cfg, key=key, kind="metric", base=keras.metrics.Metric)
+    if user is not None:
+        return user
     ref = _as_class_config(metric)
     name = _ref_name(ref)
     if name in _DLCLI_METRICS:
@@ -259,7 +285,8 @@ def compile_model(model: keras.Model, cfg: Any, *, steps_per_epoch: Optional[int
     Args:
         model: a built, uncompiled (or to be recompiled) model.
         cfg: the Config.
-        steps_per_epoch: batches per epoch, for `steps_per_execution: auto`.
+        steps_per_epoch: batches per epoch, for `steps_per_execution: auto`
+            and schedule values written as `steps_per_epoch`, `total_steps`.
 
     Raises:
         ConfigError: located at `compile.loss`, `compile.optimizer`,
@@ -268,7 +295,8 @@ def compile_model(model: keras.Model, cfg: Any, *, steps_per_epoch: Optional[int
     c = cfg.compile
     loss = _resolve_losses(model, c.loss, cfg)
     _check_ctc_logits(model, c.loss, cfg)
-    optimizer = resolve_optimizer(c.optimizer, cfg=cfg)
+    run = {"steps_per_epoch": steps_per_epoch, "epochs": getattr(getattr(cfg, "train", None), "epochs", None)}
+    optimizer = resolve_optimizer(c.optimizer, cfg=cfg, run=run)
     metrics = _per_output_metrics(model, c.metrics if c.metrics is not None else default_metrics(model, c.loss), cfg)
     if c.steps_per_execution == "auto":
         spe = auto_steps_per_execution(model, steps_per_epoch)
