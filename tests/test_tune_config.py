@@ -114,3 +114,13 @@ def test_table_headers_are_short_and_distinct():
 
     keys = ["compile.optimizer.config.learning_rate", "model.layers.1.Dense.units", "model.layers.3.Dense.units"]
     assert short_names(keys) == ["learning_rate", "1.Dense.units", "3.Dense.units"]
+
+
+@pytest.mark.parametrize("url", ["nosuch://x", "postgresql://u@localhost:1/db"])
+def test_bad_storage_is_exit_2_and_writes_nothing(runner, app, tmp_path, url):
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["tune", str(REPO / "configs" / "tune_digits.yaml"), "-o", str(out), "--storage", url])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --storage: cannot open the study storage {url}")
+    assert not out.exists()

@@ -129,6 +129,7 @@ def open_storage(spec: StudySpec) -> Any:
     """The study's RDB storage, with heartbeats and stale-trial retries."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from sqlalchemy.exc import SQLAlchemyError
 
     quiet_optuna()
     kwargs: dict[str, Any] = {}
@@ -145,7 +146,7 @@ def open_storage(spec: StudySpec) -> Any:
             grace_period=3 * spec.heartbeat,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
         )
-    except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
+    except (ImportError, ValueError, optuna.exceptions.StorageInternalError, SQLAlchemyError) as exc:
         raise ConfigError(
             f"cannot open the study storage {spec.storage_url}: {' '.join(str(exc).split())}",
             key="--storage",
