@@ -124,3 +124,11 @@ def test_bad_storage_is_exit_2_and_writes_nothing(runner, app, tmp_path, url):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: --storage: cannot open the study storage {url}")
     assert not out.exists()
+
+
+def test_study_name_never_leaves_output(runner, app, tmp_path):
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["tune", str(REPO / "configs" / "tune_digits.yaml"), "-o", str(out), "--name", "../evil"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --name: run name '../evil' is a path")
+    assert not out.exists() and not (tmp_path / "evil").exists()

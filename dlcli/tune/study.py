@@ -78,6 +78,10 @@ def study_spec(cfg: Any, output: Path, name: Optional[str], storage: Optional[st
             key="tune",
             hint="add tune: {space: {key.path: {type: float, low: ..., high: ...}}} (see README, Hyperparameter search)",
         )
+    from dlcli.runs import check_run_name
+
+    # A study's name, like a run's, never leaves --output.
+    check_run_name(name or cfg.name or "tune", cfg=cfg, key="--name" if name else "name")
     name = name or cfg.name or "tune"
     study_dir = Path(output) / name / STUDY_DIR
     metric = t.metric or cfg.train.monitor or "val_loss"
