@@ -130,7 +130,7 @@ class FinetuneConfig(_Section):
     """Two-phase transfer learning (written by `dlcli finetune`)."""
 
     fine_tune_epochs: int = Field(0, ge=0, description="Epochs of phase 2 (backbone top layers unfrozen); 0 skips phase 2.")
-    unfreeze: Union[int, float] = Field(0.3, description="Phase 2: the number of top backbone layers to unfreeze, or a fraction of them.")
+    unfreeze: Union[int, float] = Field(0.3, description="Phase 2: how many of the backbone's own layers (counted from its top, in the backbone model's layer list, not model.layers) to unfreeze, or a fraction of them.")
     learning_rate_factor: float = Field(0.1, gt=0, description="Phase 2 learning rate = phase 1's times this factor.")
 
 
