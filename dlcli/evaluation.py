@@ -20,7 +20,7 @@ from dlcli.data.spec import DataSpec, Standardize
 from dlcli.errors import ConfigError, DataError, RunError
 from dlcli.model.io import RunModel, open_run
 from dlcli.targets import Target, by_output, edit_distance, report, targets_of  # noqa: F401 (edit_distance re-exported)
-from dlcli.runs import EVALUATION_FILE, PLOTS_DIR, Run, atomic_write_json, resolve_run
+from dlcli.runs import EVALUATION_FILE, PLOTS_DIR, Run, atomic_write_json, resolve_run, unwritable
 
 # Data options that would change or subsample what is evaluated: with
 # `--data`, every sample of the given source is evaluated, unaugmented.
@@ -95,9 +95,13 @@ def evaluate_run(
     else:
         result["outputs"] = reports
     result["timings"] = {"load_s": round(t_load, 3), "evaluate_s": round(time.perf_counter() - t1, 3)}
-    if write:
+    json_path, _ = _output_paths(r)
+    problem = unwritable(json_path.parent) if write else None
+    if problem:
+        # A read-only run folder still evaluates: the results are shown, not saved.
+        result["not_saved"] = f"{json_path.parent} is not writable ({problem}): evaluation.json and plots not saved"
+    elif write:
         result["plots"] = _plots(r, targets, reports, y_true, y_pred, data_info)
-        json_path, _ = _output_paths(r)
         result["evaluation_file"] = str(json_path)
         atomic_write_json(json_path, result)
     return result

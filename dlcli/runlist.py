@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from dlcli.errors import RunError
-from dlcli.runs import CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE
+from dlcli.runs import CHECKPOINT_DIR, CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, run_number
 
 PathLike = Union[str, Path]
 _STATE_FILE = "state.json"
@@ -36,7 +36,7 @@ _STATE_FILE = "state.json"
 
 def is_run_folder(p: Path) -> bool:
     """A numbered folder holding a run's config.yaml."""
-    return p.is_dir() and p.name.isdigit() and (p / CONFIG_FILE).is_file()
+    return p.is_dir() and run_number(p.name) is not None and (p / CONFIG_FILE).is_file()
 
 
 def find_runs(where: PathLike) -> list[Path]:

@@ -209,6 +209,24 @@ def lock_run_folder(folder: Path) -> None:
     held.append(fd)
 
 
+def run_number(name: str) -> Optional[int]:
+    """N of a numbered run folder's name, or None: only ASCII digits count
+    (`"²".isdigit()` is True, but `int("²")` fails)."""
+    return int(name) if name.isascii() and name.isdigit() else None
+
+
+def unwritable(folder: str | Path) -> Optional[str]:
+    """Why files cannot be created in `folder` (read-only, no permission),
+    or None when they can: a temporary file is made and removed."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dlcli-probe.", dir=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
 def run_folder_of(path: str | Path) -> Optional[Path]:
     """The run folder `path` lies in (a folder with config.yaml beside a
     model.keras or checkpoints/), or None."""
@@ -237,7 +255,7 @@ def new_run_dir(root: str | Path, name: str) -> Path:
         raise RunError(f"cannot create run folder {base}: {exc.strerror or exc}") from None
     if not os.access(base, os.W_OK):
         raise RunError(f"run folder {base} is not writable", hint="choose another --output")
-    existing = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
+    existing = [n for n in (run_number(p.name) for p in base.iterdir()) if n is not None]
     n = max(existing, default=0) + 1
     while True:
         candidate = base / str(n)
@@ -316,7 +334,8 @@ def resolve_run(path: str | Path) -> Run:
         return Run(path=p.parent if p.name == MODEL_FILE else p, model_path=p)
     if (p / MODEL_FILE).exists():
         return Run(path=p, model_path=p / MODEL_FILE)
-    numbered = sorted((c for c in p.iterdir() if c.name.isdigit() and (c / MODEL_FILE).exists()), key=lambda c: int(c.name))
+    numbered = sorted((c for c in p.iterdir() if run_number(c.name) is not None and (c / MODEL_FILE).exists()),
+                      key=lambda c: int(c.name))
     if numbered:
         return resolve_run(numbered[-1])
     raise RunError(f"{p} holds no {MODEL_FILE}", hint="is the run finished? `dlcli train --resume` continues an interrupted one")

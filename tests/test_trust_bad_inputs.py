@@ -53,6 +53,18 @@ def _edited_config(tmp: Path, run: Path) -> None:
     (run / "config.yaml").write_text(text)
 
 
+def _bare_models(tmp: Path, run: Path) -> None:
+    """vec.keras takes 4 values a row; multi.keras two named inputs."""
+    import keras
+
+    i = keras.Input((4,))
+    keras.Model(i, keras.layers.Dense(3, activation="softmax")(i)).save(tmp / "vec.keras")
+    a, b = keras.Input((4,), name="a"), keras.Input((2,), name="b")
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.Concatenate()([a, b]))
+    keras.Model([a, b], out).save(tmp / "multi.keras")
+    (tmp / "three.csv").write_text("a,b,c\n1,2,3\n", encoding="utf-8")
+
+
 _PATIENCE = f"""extends: {IRIS}
 train:
   callbacks:
@@ -97,6 +109,13 @@ CASES: list[Case] = [
     # resume: a run continues with the config it was started with
     Case("resume-config-edited", ["train", "--resume", "{run}", "--epochs", "2"], ["config.yaml was edited", "dlcli train"],
          setup=_edited_config),
+    # bare .keras files and multi-input models
+    Case("predict-bare-model-csv-width", ["predict", "{tmp}/vec.keras", "{tmp}/three.csv"],
+         ["three.csv has 3 column(s)", "takes 4 value(s)"], setup=_bare_models),
+    Case("predict-multi-input-csv", ["predict", "{tmp}/multi.keras", "{tmp}/x.csv"], ["x.csv", "NPZ"], setup=_bare_models),
+    Case("evaluate-multi-input-bare", ["evaluate", "{tmp}/multi.keras"], ["multi.keras", "without a loss"], setup=_bare_models),
+    Case("export-multi-input-bare", ["export", "{tmp}/multi.keras", "--format", "saved_model"], ["multi.keras", "not a run folder"],
+         setup=_bare_models),
     Case("single-class-target", ["train", "{tmp}/one.yaml", *QUICK], ["one.yaml:2", "data.target", "single class"],
          setup=_one_class_csv),
 ]

@@ -225,6 +225,8 @@ def _show_evaluation(result: dict[str, Any]) -> None:
         err_console.print(f"{name.replace('_', ' ')}: {path}")
     if result.get("evaluation_file"):
         err_console.print(f"saved: {result['evaluation_file']}")
+    if result.get("not_saved"):
+        err_console.print(f"note: {result['not_saved']}", markup=False)
 
 
 def _progress() -> Any:

@@ -331,12 +331,27 @@ def _needed(spec: DataSpec) -> list[str]:
     return [c.name for c in spec.columns] if spec.columns else list(spec.features or [])
 
 
+def _bare_model_columns(spec: DataSpec, names: list[str], path: Path) -> None:
+    """A bare .keras file (no data_spec.json) takes every column of a CSV
+    as its features, if there are as many as its input width."""
+    width = (spec.input_shape or [None])[-1]
+    if width is None or len(names) != width or len(spec.input_shape or []) != 1:
+        raise DataError(
+            f"{path} has {len(names)} column(s), but the model (a .keras file without a run folder's "
+            f"data_spec.json) takes {width} value(s) per row",
+            hint="pass a CSV with exactly its input columns, in training order, or predict with the run folder",
+        )
+    spec.features = list(names)
+
+
 def check_table(spec: DataSpec, path: Path) -> None:
     """The table has every feature column the model was trained on."""
     from dlcli.data._util import did_you_mean
     from dlcli.data.table import header
 
     names = header(path, encoding=spec.encoding)
+    if spec.inferred and not _needed(spec):
+        _bare_model_columns(spec, names, path)
     missing = [c for c in _needed(spec) if c not in names]
     if missing:
         hints = [h for h in (did_you_mean(c, names) for c in missing) if h]

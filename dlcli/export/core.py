@@ -28,7 +28,7 @@ import numpy as np
 from dlcli.errors import ConfigError, ExportError, RunError
 from dlcli.export import formats, parity, runtimes
 from dlcli.model.io import load_model
-from dlcli.runs import EXPORT_DIR, Run, atomic_path, resolve_run
+from dlcli.runs import EXPORT_DIR, Run, atomic_path, resolve_run, unwritable
 
 EXPORT_FILE = "export.json"
 SAVED_MODEL_DIR = "saved_model"
@@ -88,6 +88,10 @@ def export_run(
             f"{run.path} is not a run folder with a config.yaml",
             hint="export needs the run's data for its parity check; pass a folder written by `dlcli train`",
         )
+    problem = unwritable(run.path)
+    if problem:
+        raise RunError(f"cannot write the export into {run.path / EXPORT_DIR}: {problem}",
+                       hint="copy the run folder somewhere writable (cp -r) and export the copy")
     # A missing extra is a usage error: say so before any work is done.
     if fmt == "onnx":
         runtimes.require_onnx()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcli.errors import ConfigError, DataError, Interrupted, TrainingError
+from dlcli.runs import run_number
 from dlcli.tune import space as tspace
 from dlcli.tune.study import ERROR_ATTR, RUN_ATTR, SURPLUS_ATTR, StudySpec, counted
 
@@ -124,6 +125,6 @@ def _value_of(result: Any, metric: str) -> float:
 
 
 def _record_run(trial: Any, folder: Path) -> None:
-    runs = sorted((p for p in folder.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+    runs = sorted((p for p in folder.glob("*") if run_number(p.name) is not None), key=lambda p: int(p.name))
     if runs:
         trial.set_user_attr(RUN_ATTR, str(runs[-1]))
