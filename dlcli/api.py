@@ -147,6 +147,7 @@ def evaluate(
     """Metrics of a run on its test split (or `data`); see dlcli.evaluation.
     `unsafe` and `trust_modules`: what the model file may use (see
     dlcli.model.trust)."""
+    _quiet_tensorflow()
     from dlcli.evaluation import evaluate_run
     from dlcli.model.trust import using
 
@@ -154,26 +155,91 @@ def evaluate(
         return evaluate_run(run, data=data)
 
 
+def _quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up log lines out of a notebook (only until
+    TensorFlow is first imported; a value the user set is kept)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def load_model(run: Union[str, Path], *, unsafe: bool = False, trust_modules: Sequence[str] = ()) -> Any:
+    """A run's model.keras (a run folder, a NAME folder for its latest run,
+    or a .keras file), loaded under dlcli's trust policy.
+
+    Returns:
+        The `keras.Model`.
+    """
+    _quiet_tensorflow()
+    from dlcli.model.io import open_run
+    from dlcli.model.trust import using
+
+    with using(unsafe, trust_modules):
+        return open_run(run).model
+
+
 def predict(
     run: Union[str, Path],
-    inputs: Sequence[Union[str, Path]],
+    inputs: Any,
     *,
     top_k: int = 1,
     batch_size: int = 64,
     unsafe: bool = False,
     trust_modules: Sequence[str] = (),
-) -> Iterator[dict[str, Any]]:
-    """Predictions for image files/folders, CSV or NPZ files, one dict per
-    input (errors included as dicts with an `error` key); see
-    dlcli.prediction. The model is opened at once, under the trust policy
-    of `unsafe` and `trust_modules`."""
+) -> Any:
+    """Predictions with a run's model, its training preprocessing applied.
+
+    Args:
+        run: a run folder, a NAME folder or a .keras file.
+        inputs: paths (image files or folders, CSV or NPZ files), or data
+            in memory: a pandas DataFrame (a table's columns) or a NumPy
+            array of samples.
+        top_k: also list the K most probable classes.
+
+    Returns:
+        For paths: an iterator of dicts, one per input (unreadable inputs
+        as dicts with an `error` key), with `.fields`, `.predicted`,
+        `.failed`. For a DataFrame or array: a list of dicts, one per row,
+        `input` being the row number.
+    """
+    _quiet_tensorflow()
     from dlcli.model.io import open_run
     from dlcli.model.trust import using
     from dlcli.prediction import predict_inputs
 
     with using(unsafe, trust_modules):
         opened = open_run(run)
+    if _in_memory(inputs):
+        return _predict_in_memory(opened, inputs, top_k=top_k, batch_size=batch_size)
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
     return predict_inputs(opened, [str(p) for p in inputs], top_k=top_k, batch_size=batch_size)
+
+
+def _in_memory(inputs: Any) -> bool:
+    return hasattr(inputs, "to_csv") or (hasattr(inputs, "shape") and hasattr(inputs, "dtype"))
+
+
+def _predict_in_memory(opened: Any, data: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """Write the data where dlcli's readers take it (a CSV for a DataFrame,
+    an npz for an array), so exactly the training preprocessing applies."""
+    import tempfile
+
+    from dlcli.prediction import predict_inputs
+
+    with tempfile.TemporaryDirectory(prefix="dlcli-predict-") as tmp:
+        if hasattr(data, "to_csv"):
+            path = Path(tmp) / "rows.csv"
+            data.to_csv(path, index=False)
+        else:
+            import numpy as np
+
+            path = Path(tmp) / "rows.npz"
+            np.savez(path, x=np.asarray(data))
+        records = list(predict_inputs(opened, [str(path)], **kwargs))
+    for i, r in enumerate(records):
+        r["input"] = i
+    return records
 
 
 def finetune(

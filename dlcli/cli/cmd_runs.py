@@ -58,7 +58,7 @@ def _num(v: Any) -> str:
 def _best(b: Optional[dict[str, Any]]) -> str:
     if not b or b.get("value") is None:
         return ""
-    return f"{b.get('monitor') or ''} {b['value']:.4g} @{b.get('epoch')}".strip()
+    return f"{b.get('monitor') or ''} {b['value']:.4g}@{b.get('epoch')}".strip()
 
 
 def _duration(s: Optional[float]) -> str:
@@ -75,7 +75,7 @@ def _print_list(rows: list[dict[str, Any]]) -> None:
     table = Table(box=None, pad_edge=False)
     for col, just in (("run", "left"), ("status", "left"), ("epochs", "right"), ("best", "left"),
                       ("model", "right"), ("test", "left"), ("time", "right")):
-        table.add_column(col, justify=just, overflow="fold")
+        table.add_column(col, justify=just, no_wrap=col in ("run", "status", "time"))
     for r in rows:
         test = " ".join(f"{k} {v:.4g}" for k, v in list(r["test"].items())[:2])
         epochs = f"{r['epochs']}/{r['planned_epochs']}" if r["planned_epochs"] else str(r["epochs"])
