@@ -132,3 +132,23 @@ def test_study_name_never_leaves_output(runner, app, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --name: run name '../evil' is a path")
     assert not out.exists() and not (tmp_path / "evil").exists()
+
+
+def test_a_whole_layer_list_can_be_a_choice(runner, app, write_file):
+    small = "[Flatten, {Dense: {units: 10, activation: softmax}}]"
+    wide = "[Flatten, {Dense: {units: 64, activation: relu}}, {Dense: {units: 10, activation: softmax}}]"
+    cfg = _config(write_file, f"model.layers: {{type: categorical, choices: [{small}, {wide}]}}")
+    assert runner.invoke(app, ["validate", str(cfg)]).exit_code == 0
+
+    from dlcli.config import load_config
+    from dlcli.tune.space import decode, optuna_choices
+
+    param = load_config(cfg).tune.space["model.layers"]
+    labels = optuna_choices(param)
+    assert all(isinstance(label, str) for label in labels)  # Optuna stores text
+    assert decode(param, labels[1])[1] == {"Dense": {"units": 64, "activation": "relu"}}
+
+    bad = _config(write_file, f"model.layers: {{type: categorical, choices: [{small}, [Flaten]]}}")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "tune.space.model.layers: choice 1 ([Flaten])" in result.stderr and "Flatten" in result.stderr
