@@ -162,3 +162,19 @@ def test_a_call_argument_mistake_through_the_cli(runner, app, tmp_cwd):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "c.yaml:5: model.layers.0.inputs.valeu: MultiHeadAttention.call() has no argument 'valeu'" in lines[0]
     assert sorted(p.name for p in tmp_cwd.iterdir()) == ["c.yaml"]
+
+
+def test_keras_serialized_layers_nested_in_a_wrapper():
+    """`{class_name, config}` as Keras's get_config writes it, anywhere a layer goes."""
+    cfg = cfg_of([
+        {"class_name": "Bidirectional", "config": {"layer": {"class_name": "LSTM", "config": {"units": 4}}}, "name": "bi"},
+        {"module": "keras.layers", "class_name": "Dense", "config": {"units": 3, "name": "out"}, "registered_name": None},
+    ], input_shape=[5, 2])
+    keras.utils.set_random_seed(5)
+    ours = build_model(cfg)
+    keras.utils.set_random_seed(5)
+    x = keras.Input((5, 2))
+    y = keras.layers.Bidirectional(keras.layers.LSTM(4))(x)
+    theirs = keras.Model(x, keras.layers.Dense(3)(y))
+    assert [layer.name for layer in ours.layers[1:]] == ["bi", "out"]
+    same_outputs(ours, theirs, np.random.RandomState(0).rand(2, 5, 2).astype("float32"))

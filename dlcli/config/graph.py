@@ -175,7 +175,7 @@ def parse_entry(entry: Any, key_path: str, *, cfg: Optional["Config"] = None, wh
             raise fail(cfg, key_path, f"empty {what} name")
         return LayerEntry(entry.strip(), {}, None, None, key_path, key_path, f"{key_path}.name", f"{key_path}.inputs")
     class_name, kwargs = _class_and_kwargs(entry, key_path, cfg, what, ENTRY_KEYS if graph else ())
-    args_path = f"{key_path}.{class_name}"
+    args_path = f"{key_path}.config" if "class_name" in entry else f"{key_path}.{class_name}"
     name = entry.get("name") if graph else None
     if graph and "name" in entry and "name" in kwargs and class_name != BACKBONE:
         raise fail(cfg, f"{key_path}.name", f"{class_name} has a name twice: beside the class and in its arguments")
@@ -200,6 +200,8 @@ def parse_entry(entry: Any, key_path: str, *, cfg: Optional["Config"] = None, wh
 def _class_and_kwargs(entry: Any, key_path: str, cfg: Optional["Config"], what: str, beside: tuple) -> tuple[str, dict]:
     if not isinstance(entry, dict) or not entry:
         raise fail(cfg, key_path, f"expected a {what} like `Dense` or `Dense: {{units: 8}}`, got {kind(entry)}")
+    if "class_name" in entry:
+        return _serialized(entry, key_path, cfg, what, beside)
     class_keys = [k for k in entry if k not in beside]
     if not class_keys:
         raise fail(cfg, key_path, f"{what} entry has no class, only {', '.join(map(str, entry))}")
@@ -225,6 +227,27 @@ def _class_and_kwargs(entry: Any, key_path: str, cfg: Optional["Config"], what: 
         if not isinstance(k, str):
             raise fail(cfg, f"{key_path}.{class_name}.{k}", f"{class_name} argument names must be words, got {k!r}")
     return class_name, kwargs
+
+
+# Keys of Keras's serialized form, `{class_name: Dense, config: {...}}`.
+_SERIALIZED = ("class_name", "config", "module", "registered_name", "build_config")
+
+
+def _serialized(entry: dict, key_path: str, cfg: Optional["Config"], what: str, beside: tuple) -> tuple[str, dict]:
+    """An entry in Keras's own serialized form (pasted from `get_config`)."""
+    from dlcli.config.imports import user_path
+
+    for k in entry:
+        if k not in _SERIALIZED and k not in beside:
+            raise fail(cfg, f"{key_path}.{k}", f"unexpected key '{k}' in a {what} given as {{class_name, config}}",
+                       did_you_mean(k, _SERIALIZED + beside))
+    name, config = entry["class_name"], entry.get("config")
+    if not isinstance(name, str) or not name:
+        raise fail(cfg, f"{key_path}.class_name", f"class_name must be a {what} class name, got {kind(name)}")
+    if config is not None and not isinstance(config, dict):
+        raise fail(cfg, f"{key_path}.config", f"config must be a mapping of {name}'s arguments, got {kind(config)}")
+    user = user_path({k: v for k, v in entry.items() if k in _SERIALIZED})
+    return (user[0] if user else name), dict(config or {})
 
 
 def _takes_inputs(class_name: str) -> bool:

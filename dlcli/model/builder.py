@@ -355,7 +355,7 @@ def _prepare_value(arg: str, value: Any, *, cfg: Any, key: str, num_classes: Opt
 def _is_layer_entry(value: Any) -> bool:
     if isinstance(value, str):
         return value != NUM_CLASSES
-    return isinstance(value, Mapping) and "class_name" not in value
+    return isinstance(value, Mapping)
 
 
 def _nested_layer(value: Any, *, cfg: Any, key: str, arg: str, num_classes: Optional[int]) -> keras.layers.Layer:
