@@ -64,6 +64,8 @@ def expand_layers(cfg: "Config") -> tuple[list[LayerEntry], dict[str, str], str]
             reference inside a block to a name the block does not have.
     """
     ex = _Expander(cfg)
+    for name in ex.blocks:
+        _check_block_name(cfg, name)
     prev: Optional[str] = None
     for i, raw in enumerate(cfg.model.layers):
         prev = ex.top(raw, f"model.layers.{i}", prev)
@@ -72,6 +74,17 @@ def expand_layers(cfg: "Config") -> tuple[list[LayerEntry], dict[str, str], str]
         if alias in names:
             raise fail(cfg, f"{key}.name", f"block use name '{alias}' is also a layer name", "give the use another name:")
     return ex.entries, ex.aliases, str(prev)
+
+
+def _check_block_name(cfg: "Config", name: str) -> None:
+    from dlcli.config.catalog import EXTRA_LAYERS, get_catalog
+
+    if not name.isidentifier():
+        raise fail(cfg, f"model.blocks.{name}", f"a block name is a plain name (letters, digits, _), got '{name}'")
+    cat = get_catalog()
+    if name in EXTRA_LAYERS or (cat is not None and cat.dict_target("layers", name) is not None):
+        raise fail(cfg, f"model.blocks.{name}", f"block name '{name}' is also a layer's name, so its uses would be ambiguous",
+                   f"rename the block, e.g. {_snake(name)}_block")
 
 
 def _snake(name: str) -> str:
