@@ -178,3 +178,42 @@ def test_keras_serialized_layers_nested_in_a_wrapper():
     theirs = keras.Model(x, keras.layers.Dense(3)(y))
     assert [layer.name for layer in ours.layers[1:]] == ["bi", "out"]
     same_outputs(ours, theirs, np.random.RandomState(0).rand(2, 5, 2).astype("float32"))
+
+
+def test_unet_steps_two_input_blocks_and_inner_layers_by_their_names():
+    """A U-Net: `down` steps, `up` steps taking (x, skip); a skip is the
+    inner layer `<use>_conv` of a down step."""
+    blocks = {
+        "down": {"params": {"filters": None}, "layers": [
+            {"Conv2D": {"filters": "$filters", "kernel_size": 3, "padding": "same", "activation": "relu"}, "name": "conv"},
+            {"MaxPooling2D": {"pool_size": 2}},
+        ]},
+        "up": {"params": {"filters": None}, "inputs": ["x", "skip"], "layers": [
+            {"UpSampling2D": {"size": 2}, "name": "grow", "inputs": "x"},
+            {"Concatenate": None, "inputs": ["grow", "skip"]},
+            {"Conv2D": {"filters": "$filters", "kernel_size": 3, "padding": "same", "activation": "relu"}},
+        ]},
+    }
+    cfg = cfg_of([
+        {"down": {"filters": 4}, "name": "d1"},
+        {"down": {"filters": 8}, "name": "d2"},
+        {"up": {"filters": 8}, "inputs": ["d2", "d2_conv"]},
+        {"up": {"filters": 4}, "inputs": ["up1", "d1_conv"]},
+        {"Conv2D": {"filters": 2, "kernel_size": 1}},
+    ], input_shape=[8, 8, 1], blocks=blocks)
+    keras.utils.set_random_seed(6)
+    ours = build_model(cfg)
+    keras.utils.set_random_seed(6)
+    x = inp = keras.Input((8, 8, 1))
+    skips = []
+    for filters in (4, 8):
+        conv = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        skips.append(conv)
+        x = keras.layers.MaxPooling2D(2)(conv)
+    for filters, skip in zip((8, 4), reversed(skips)):
+        x = keras.layers.UpSampling2D(2)(x)
+        x = keras.layers.Concatenate()([x, skip])
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    theirs = keras.Model(inp, keras.layers.Conv2D(2, 1)(x))
+    assert tuple(ours.output.shape) == (None, 8, 8, 2)
+    same_outputs(ours, theirs, np.random.RandomState(0).rand(2, 8, 8, 1).astype("float32"))
