@@ -17,7 +17,7 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence
 
 from dlcli.errors import ConfigError, RunError
 
@@ -267,6 +267,136 @@ def new_run_dir(root: str | Path, name: str) -> Path:
             n += 1
         except OSError as exc:
             raise RunError(f"cannot create run folder {candidate}: {exc.strerror or exc}") from None
+
+
+class RunFolder:
+    """The life of one training run's folder.
+
+    A run folder is created (or reopened, to resume) only once everything a
+    user could have got wrong has been checked; a run that then fails at
+    its very first step leaves nothing behind (`undo`); a resumed folder
+    is tidied of what a killed process left half-done.
+
+    Attributes:
+        path: the folder.
+        resumed: it was reopened to continue an earlier run.
+        scratch: a throw-away folder (a non-chief worker's).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        created: Sequence[Path] = (),
+        old_files: Optional[dict[str, Optional[bytes]]] = None,
+        resumed: bool = False,
+        scratch: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.resumed = resumed
+        self.scratch = scratch
+        # Folders made for this run, deepest first; removed by `undo`.
+        self._created = list(created)
+        # A resumed run's files as they were: `undo` puts them back.
+        self._old_files = dict(old_files or {})
+
+    @staticmethod
+    def check_root(output: str | Path) -> None:
+        """Fail before any work when run folders cannot be created under
+        `output` (a path below a regular file, a read-only folder).
+
+        Raises:
+            RunError: naming the path that blocks it.
+        """
+        p = Path(output).absolute()
+        anc = p
+        while not anc.exists() and anc != anc.parent:
+            anc = anc.parent
+        if not anc.is_dir():
+            raise RunError(f"cannot create run folders under {output}: {anc} is not a folder", hint="choose another --output")
+        if not os.access(anc, os.W_OK):
+            raise RunError(f"cannot create run folders under {output}: {anc} is not writable", hint="choose another --output")
+
+    @classmethod
+    def create(cls, output: str | Path, name: str) -> "RunFolder":
+        """Create `<output>/<name>/<N>/`, remembering every folder made."""
+        root = Path(output)
+        missing = [p for p in (root / name, root, *root.parents) if not p.exists()]
+        path = new_run_dir(output, name)
+        return cls(path, created=[path, *missing])
+
+    @classmethod
+    def reopen(cls, path: str | Path, keep: Iterable[str] = (CONFIG_FILE, DATA_SPEC_FILE)) -> "RunFolder":
+        """An existing run folder, to continue; the files `keep` names are
+        remembered so that `undo` can put them back."""
+        path = Path(path)
+        return cls(path, old_files={f: _read_bytes(path / f) for f in keep}, resumed=True)
+
+    @classmethod
+    def temporary(cls) -> "RunFolder":
+        """A scratch folder outside any run root, removed by `discard`."""
+        return cls(Path(tempfile.mkdtemp(prefix="dlcli-worker-")), scratch=True)
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator["RunFolder"]:
+        """Around the first writes (config.yaml, data_spec.json, a resumed
+        folder's tidy-up): a write that fails undoes the start.
+
+        Raises:
+            RunError: a file could not be written.
+        """
+        try:
+            yield self
+        except OSError as exc:
+            self.undo()
+            raise RunError(
+                f"cannot write the run folder {self.path}: {exc.strerror or exc}", hint="choose another --output"
+            ) from None
+
+    def write_start(self, config_text: str, data_spec: dict[str, Any]) -> None:
+        """Write config.yaml and data_spec.json, the files a run starts with."""
+        atomic_write_text(self.path / CONFIG_FILE, config_text)
+        atomic_write_json(self.path / DATA_SPEC_FILE, data_spec)
+
+    def undo(self) -> None:
+        """Leave nothing behind: a folder made for this run is removed, a
+        resumed run's starting files are put back."""
+        if self._created:
+            import shutil
+
+            shutil.rmtree(self._created[0], ignore_errors=True)
+            for p in self._created[1:]:
+                try:
+                    p.rmdir()  # only while empty: another run may have started
+                except OSError:
+                    break
+        for name, data in self._old_files.items():
+            if data is not None:
+                atomic_write_bytes(self.path / name, data)
+
+    def discard(self) -> None:
+        """Remove a scratch folder once its run is over."""
+        if self.scratch:
+            import shutil
+
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def remove_temporaries(self) -> None:
+        """Remove the temporary files of writes a killed process left
+        unfinished (`atomic_path`'s ".<stem>.<random><suffix>")."""
+        stems = {Path(f).name.split(".")[0] for f in (CONFIG_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE, DATA_SPEC_FILE)}
+        for folder in (self.path, self.path / PLOTS_DIR):
+            if folder.is_dir():
+                for p in folder.iterdir():
+                    if p.is_file() and p.name.startswith(".") and (folder != self.path or p.name[1:].split(".")[0] in stems):
+                        p.unlink(missing_ok=True)
+
+
+def _read_bytes(path: Path) -> Optional[bytes]:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 @dataclass

@@ -145,12 +145,12 @@ def test_disk_full_writing_the_final_model_leaves_a_resumable_run(runner, app, t
 
 
 def test_run_folder_that_cannot_be_written_is_removed_again(runner, app, tmp_path, monkeypatch):
-    import dlcli.training.trainer as trainer
+    import dlcli.runs as runs
 
     def atomic_write_text(path, text):
         raise _disk_full(path)
 
-    monkeypatch.setattr(trainer, "atomic_write_text", atomic_write_text)
+    monkeypatch.setattr(runs, "atomic_write_text", atomic_write_text)
     root = tmp_path / "new" / "runs"
     result = runner.invoke(app, ["train", IRIS, "--epochs", "1", "--output", str(root)])
 

@@ -523,18 +523,9 @@ def _sha256(path: Path) -> str:
 
 
 def _versions(fmt: str, runtime: str) -> dict[str, Optional[str]]:
-    import keras
-    import tensorflow as tf
+    from dlcli.versions import versions as library_versions
 
-    import dlcli
-
-    versions: dict[str, Optional[str]] = {
-        "dlcli": dlcli.__version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "runtime": runtime,
-    }
+    versions: dict[str, Optional[str]] = {**library_versions(), "runtime": runtime}
     if fmt == "onnx":
         for dist in runtimes.ONNX_MODULES:
             versions[dist] = runtimes.package_version(dist)

@@ -110,7 +110,8 @@ def resolve_loss(loss: Any, *, cfg: Any = None, key: str = "compile.loss") -> An
 
 
 def resolve_optimizer(optimizer: Any, *, cfg: Any = None, key: str = "compile.optimizer",
-                      run: Optional[Mapping[str, Optional[int]]] = None) -> keras.optimizers.Optimizer:
+                      run: Optional[Mapping[str, Optional[int]]] = None,
+                      learning_rate: Optional[float] = None) -> keras.optimizers.Optimizer:
     """Resolve an optimizer, with a learning-rate schedule where given.
 
     Args:
@@ -119,6 +120,8 @@ def resolve_optimizer(optimizer: Any, *, cfg: Any = None, key: str = "compile.op
             schedule `{class_name: ExponentialDecay, config: {...}}`.
         cfg: the Config, for error locations.
         key: the key path of the optimizer.
+        learning_rate: a constant rate in place of the configured one
+            (fine-tuning's second phase).
 
     Returns:
         A fresh Keras optimizer.
@@ -129,6 +132,9 @@ def resolve_optimizer(optimizer: Any, *, cfg: Any = None, key: str = "compile.op
     """
     ref = _as_class_config(optimizer)
     name = _ref_name(ref)
+    if learning_rate is not None:
+        ref = ref if isinstance(ref, Mapping) else {"class_name": ref, "config": {}}
+        ref = {"class_name": ref["class_name"], "config": {**ref["config"], "learning_rate": learning_rate}}
     if isinstance(ref, Mapping):
         config = dict(ref["config"])
         lr = config.get("learning_rate")
@@ -276,7 +282,9 @@ def auto_steps_per_execution(model: keras.Model, steps_per_epoch: Optional[int] 
     return _MAX_STEPS_PER_EXECUTION
 
 
-def compile_model(model: keras.Model, cfg: Any, *, steps_per_epoch: Optional[int] = None) -> None:
+def compile_model(
+    model: keras.Model, cfg: Any, *, steps_per_epoch: Optional[int] = None, optimizer: Optional[Any] = None
+) -> None:
     """Compile `model` with the loss, optimizer and metrics of `cfg.compile`.
 
     Several outputs share the loss and the metrics unless the config gives
@@ -287,6 +295,7 @@ def compile_model(model: keras.Model, cfg: Any, *, steps_per_epoch: Optional[int
         cfg: the Config.
         steps_per_epoch: batches per epoch, for `steps_per_execution: auto`
             and schedule values written as `steps_per_epoch`, `total_steps`.
+        optimizer: a Keras optimizer in place of `compile.optimizer`'s.
 
     Raises:
         ConfigError: located at `compile.loss`, `compile.optimizer`,
@@ -296,7 +305,7 @@ def compile_model(model: keras.Model, cfg: Any, *, steps_per_epoch: Optional[int
     loss = _resolve_losses(model, c.loss, cfg)
     _check_ctc_logits(model, c.loss, cfg)
     run = {"steps_per_epoch": steps_per_epoch, "epochs": getattr(getattr(cfg, "train", None), "epochs", None)}
-    optimizer = resolve_optimizer(c.optimizer, cfg=cfg, run=run)
+    optimizer = optimizer if optimizer is not None else resolve_optimizer(c.optimizer, cfg=cfg, run=run)
     metrics = _per_output_metrics(model, c.metrics if c.metrics is not None else default_metrics(model, c.loss), cfg)
     if c.steps_per_execution == "auto":
         spe = auto_steps_per_execution(model, steps_per_epoch)

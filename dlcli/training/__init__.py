@@ -1,5 +1,6 @@
-"""Training: fit, callbacks, checkpoints and resume, distribution."""
+"""Training: the Trainer engine, callbacks, checkpoints and resume,
+phases, distribution."""
 
-from dlcli.training.trainer import TrainResult, train
+from dlcli.training.trainer import Trainer, TrainResult, train
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "Trainer", "train"]
