@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dlcli.cli import app
 from dlcli.finetune import finetune_config, from_scratch_notes
 from dlcli.model import build_model, compile_model, find_backbone
-from dlcli.training.trainer import _enter_fine_tune_phase
+from dlcli.training.phases import enter_fine_tune_phase as _enter_fine_tune_phase
 
 
 def _folder(tmp_path):
