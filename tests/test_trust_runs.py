@@ -73,3 +73,27 @@ def test_bare_keras_file_predicts_a_csv(runner, app, tmp_path, monkeypatch):
     want = model.predict(np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.float32), verbose=0)
     assert [r["class"] for r in rows] == [str(int(k)) for k in want.argmax(1)]
     assert [r["probability"] for r in rows] == pytest.approx(want.max(1).tolist(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_disk_full_during_a_checkpoint_exits_1(tmp_path):
+    """A full disk while HDF5 writes a checkpoint: dlcli's one error line and
+    exit 1 (HDF5 used to crash the process at exit: exit 139). Needs a
+    small tmpfs, so it runs where mounting one is allowed (root)."""
+    import subprocess
+    import sys
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        cfg = Path(__file__).resolve().parent.parent / "configs" / "cnn_digits.yaml"
+        res = subprocess.run([sys.executable, "-m", "dlcli", "train", str(cfg), "--epochs", "2", "--quiet", "--output", "runs"],
+                             cwd=small, env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 1, res.stderr[-2000:]
+        errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "cannot write" in errors[0] and "No space left" in errors[0]
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
