@@ -124,11 +124,21 @@ def _edit_archive(model: Path, edit) -> None:
             zf.writestr(n, data)
 
 
+def _refingerprint(run: Path) -> None:
+    """An attacker edits data_spec.json too: the folder looks unedited."""
+    import hashlib
+
+    spec = json.loads((run / "data_spec.json").read_text())
+    spec["fingerprint"]["config.yaml"] = hashlib.sha256((run / "config.yaml").read_bytes()).hexdigest()
+    (run / "data_spec.json").write_text(json.dumps(spec))
+
+
 def _shadow(run: Path) -> None:
     """The Scale layer becomes shadow.layers.Dense, saved as plain 'Dense'."""
     text = (run / "config.yaml").read_text().replace("sidefx.layers.Scale", "shadow.layers.Dense")
     text = text.replace("factor: 0.5", "units: 4")
     (run / "config.yaml").write_text(text)
+    _refingerprint(run)
 
     def edit(config):
         layer = next(lay for lay in config["config"]["layers"] if lay["class_name"] == "Scale")
@@ -147,6 +157,7 @@ def _legacy_h5(run: Path) -> None:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     cfg["model"]["layers"].pop(0)  # no custom layer: only the model file is at stake
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    _refingerprint(run)
     inp = keras.Input((4,))
     out = keras.layers.Lambda(eval(_LAMBDA))(inp)  # noqa: S307 - the test's own lambda
     out = keras.layers.Dense(3, activation="softmax")(out)
