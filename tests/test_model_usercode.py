@@ -60,14 +60,20 @@ def test_user_objects_by_dotted_path_and_a_warmup_from_the_data(user_cwd, runner
     assert "status" not in json.loads((run / "metrics.json").read_text()) and metrics["epochs_completed"] == 2
 
 
-def test_registered_name_in_keras_serialized_form(user_cwd, runner, app):
+def test_registered_name_in_keras_serialized_form_and_a_users_schedule(user_cwd, runner, app):
     text = CONFIG.replace("{class_name: dlcli_test_userbits.ScaledMSE, config: {factor: 2.0}}",
                           "{module: dlcli_test_userbits, class_name: ScaledMSE, registered_name: 'dlcli_test>ScaledMSE', config: {factor: 3.0}}")
+    start = text.index("        class_name: CosineDecay")
+    text = text[:start] + "        {class_name: dlcli_test_userbits.Warmup, config: {peak: 0.01, warmup_steps: steps_per_epoch * 2}}\n" + \
+        text[text.index("train:"):]
     (user_cwd / "c.yaml").write_text(text)
     result = runner.invoke(app, ["train", "c.yaml", "--output", "runs"])
     assert result.exit_code == 0, result.output
-    row = history(user_cwd / "runs" / "c" / "1")[0]
-    assert float(row["loss"]) == pytest.approx(3 * float(row["mse"]), rel=2e-2)
+    rows = history(user_cwd / "runs" / "c" / "1")
+    assert float(rows[0]["loss"]) == pytest.approx(3 * float(rows[0]["mse"]), rel=2e-2)
+    # 160 samples in batches of 32: 5 steps an epoch, warmup over 10.
+    assert float(rows[0]["learning_rate"]) == pytest.approx(0.01 * 6 / 10, rel=1e-4)
+    assert float(rows[1]["learning_rate"]) == pytest.approx(0.01, rel=1e-4)
 
 
 def test_a_function_given_arguments_is_a_located_error(user_cwd, runner, app):
