@@ -62,6 +62,8 @@ def main() -> None:
         sides = {
             "import tensorflow": [sys.executable, "-c", "import tensorflow, keras"],
             "dlcli train (1 epoch)": [*dlcli_command(), "train", "tiny.yaml", "--output", "runs", "-q"],
+            "... train.tensorboard=false": [*dlcli_command(), "train", "tiny.yaml", "--output", "runs", "-q",
+                                            "--set", "train.tensorboard=false"],
         }
         measure(sides["import tensorflow"], work)  # warm the file cache
         cpu: dict[str, list[float]] = {k: [] for k in sides}
@@ -72,10 +74,11 @@ def main() -> None:
                 cpu[name].append(c)
                 wall[name].append(w)
     names = list(sides)
-    d_cpu = [b - a for a, b in zip(cpu[names[0]], cpu[names[1]])]
-    d_wall = [b - a for a, b in zip(wall[names[0]], wall[names[1]])]
     rows = [[n, median(cpu[n]), median(wall[n])] for n in names]
-    rows.append(["overhead (per-pair median)", median(d_cpu), median(d_wall)])
+    for other in names[1:]:
+        d_cpu = [b - a for a, b in zip(cpu[names[0]], cpu[other])]
+        d_wall = [b - a for a, b in zip(wall[names[0]], wall[other])]
+        rows.append([f"overhead of {other.split(' (')[0].strip('. ')} (per-pair median)", median(d_cpu), median(d_wall)])
     print(table(rows, ["command", "CPU s", "wall s"]))
     info = machine()
     print(f"rounds {args.rounds}; load average {os.getloadavg()[0]:.2f} (at start {info.get('load_average_1m')})")
