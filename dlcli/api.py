@@ -186,6 +186,7 @@ def predict(
     batch_size: int = 64,
     unsafe: bool = False,
     trust_modules: Sequence[str] = (),
+    save_dir: Optional[Union[str, Path]] = None,
 ) -> Any:
     """Predictions with a run's model, its training preprocessing applied.
 
@@ -195,6 +196,7 @@ def predict(
             in memory: a pandas DataFrame (a table's columns) or a NumPy
             array of samples.
         top_k: also list the K most probable classes.
+        save_dir: where predicted masks and reconstructions go as PNGs.
 
     Returns:
         For paths: an iterator of dicts, one per input (unreadable inputs
@@ -213,7 +215,7 @@ def predict(
         return _predict_in_memory(opened, inputs, top_k=top_k, batch_size=batch_size)
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
-    return predict_inputs(opened, [str(p) for p in inputs], top_k=top_k, batch_size=batch_size)
+    return predict_inputs(opened, [str(p) for p in inputs], top_k=top_k, batch_size=batch_size, save_dir=save_dir)
 
 
 def _in_memory(inputs: Any) -> bool:

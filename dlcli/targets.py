@@ -48,7 +48,7 @@ def _kind(task: str, shape: list[int], class_names: Optional[list[str]]) -> str:
     if task == "ctc":
         return "ctc"
     if task in ("classification", "binary"):
-        return "classes" if class_names or list(shape) in ([], [1]) else "segmentation"
+        return "classes" if list(shape) in ([], [1]) else "segmentation"
     return "reconstruction" if len(shape) >= 2 else "regression"
 
 

@@ -84,6 +84,7 @@ def predict(
     strict: StrictOpt = False,
     unsafe: UnsafeOpt = False,
     trust_module: TrustModuleOpt = None,
+    save_dir: Annotated[Optional[Path], typer.Option("--save-dir", metavar="DIR", show_default=False, help="Write image outputs here as PNGs: predicted masks (segmentation), reconstructions (autoencoders).")] = None,
     json_: JsonLinesOpt = False,
 ) -> None:
     """Predict image files, folders of images, CSV or NPZ files with a run's model.
@@ -100,7 +101,7 @@ def predict(
     if output is not None:
         check_output(output, run, inputs)  # fails before the model loads
     stream = api.predict(run, inputs, top_k=top_k, batch_size=batch_size or 64, unsafe=unsafe,
-                         trust_modules=trust_module or ())
+                         trust_modules=trust_module or (), save_dir=save_dir)
     table = None if (json_ or output is not None) else _ChunkedTable(stream)
     try:
         with _progress() as bar:

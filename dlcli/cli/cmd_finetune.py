@@ -165,9 +165,10 @@ def demo_data(
     size: Annotated[int, typer.Option("--size", min=8, metavar="PIXELS", show_default=False, help="Typical image side in pixels; each image varies by up to 25%. (default: 128)")] = 128,
     corrupt: Annotated[bool, typer.Option("--corrupt/--no-corrupt", show_default=False, help="Add three broken files, which image_dir skips (or refuses with --strict). (default: on)")] = True,
     seed: Annotated[int, typer.Option("--seed", metavar="N", show_default=False, help="Random seed; the same seed writes the same images. (default: 0)")] = 0,
+    kind: Annotated[str, typer.Option("--kind", metavar="KIND", show_default=False, help="What to write: cats_dogs (default), shapes (images + masks), texts (.txt class folders), tones (.wav class folders), denoise or multi (an .npz in DIR).")] = "cats_dogs",
     json_: JsonOpt = False,
 ) -> None:
-    """Write a generated two-class image folder (cats/, dogs/) for trying finetune offline.
+    """Write generated stand-in data (default: a two-class image folder, cats/ dogs/) for trying dlcli offline.
 
     Example: dlcli demo-data cats_dogs && dlcli finetune --base mobilenet cats_dogs/ --weights none
     """
@@ -175,9 +176,21 @@ def demo_data(
 
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise DataError(f"{path} already exists and is not an empty folder", hint="choose a new folder name")
-    from dlcli.data import make_demo_image_folder
+    from dlcli.data.demo import KINDS
 
-    info: dict[str, Any] = make_demo_image_folder(path, n_per_class=per_class, size=size, corrupt=corrupt, seed=seed)
+    if kind not in KINDS:
+        from dlcli.errors import ConfigError
+
+        raise ConfigError(f"--kind {kind!r} is not a demo kind", hint="kinds: " + ", ".join(KINDS))
+    if kind != "cats_dogs":
+        target = path / f"{kind}.npz" if kind in ("denoise", "multi") else path
+        info = KINDS[kind](target, seed=seed)
+        if json_:
+            print_json(info)
+        else:
+            err_console.print(f"wrote {info['path']}")
+        return
+    info: dict[str, Any] = KINDS[kind](path, n_per_class=per_class, size=size, corrupt=corrupt, seed=seed)
     if json_:
         print_json(info)
         return

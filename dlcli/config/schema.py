@@ -62,6 +62,7 @@ class DataConfig(_Section):
     limit: Optional[int] = Field(None, ge=1, description="Use at most this many training samples (quick experiments).")
     classes: Optional[list[Union[int, str]]] = Field(None, description="Keep only these classes (labels re-indexed in this order).")
     samples_per_class: Optional[int] = Field(None, ge=1, description="Keep at most this many training samples per class (few-shot experiments).")
+    masks: Optional[str] = Field(None, description="image_dir: a folder of per-pixel class masks (PNG, pixel value = class index), matched to the images by file stem; the target of a segmentation model.")
     strict: bool = Field(False, description="image_dir: corrupt or non-image files are an error instead of being skipped.")
     ctc: Optional[dict[str, Any]] = Field(None, description="source ctc_digits: {length: digits per string, samples: how many strings}.")
 

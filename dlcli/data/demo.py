@@ -123,3 +123,120 @@ def make_demo_image_folder(
         empty.write_bytes(b"")
         broken = [str(truncated), str(text), str(empty)]
     return {"path": str(root), "classes": counts, "corrupt": broken}
+
+
+# ------------------------------------------- stand-ins for the other kinds
+
+def make_demo_shapes(path: Union[str, Path], n: int = 128, size: int = 32, seed: int = 0) -> dict:
+    """`path/images/` and `path/masks/` for segmentation: each image holds
+    a disc (class 1) and a square (class 2) on a noisy background (0); its
+    mask PNG (same stem) holds those class indices."""
+    from PIL import Image
+
+    root, rng = Path(path), np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        img = _background(rng, size, size) + rng.normal(0, 12, (size, size, 3))
+        mask = np.zeros((size, size), np.uint8)
+        r = rng.uniform(0.12, 0.22) * size
+        cy, cx = rng.uniform(r, size - r, 2)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        side = int(rng.uniform(0.2, 0.35) * size)
+        y0, x0 = rng.integers(0, size - side, 2)
+        square = np.zeros_like(disc)
+        square[y0:y0 + side, x0:x0 + side] = True
+        square &= ~disc
+        img[disc] = _colour(rng, (0.95, 1.1)) * 255
+        img[square] = _colour(rng, (0.5, 0.65)) * 255
+        mask[disc], mask[square] = 1, 2
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / f"shape_{i:04d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"shape_{i:04d}.png")
+    return {"path": str(root), "images": n, "classes": ["background", "disc", "square"]}
+
+
+_WORDS = {
+    "pos": "great lovely superb wonderful delight charming brilliant enjoyable",
+    "neg": "awful boring dreadful terrible dull clumsy tedious painful",
+}
+_FILLER = "the film plot actors story was and a really quite very scenes music ending".split()
+
+
+def make_demo_texts(path: Union[str, Path], n_per_class: int = 60, seed: int = 0) -> dict:
+    """`path/pos/*.txt` and `path/neg/*.txt`: short reviews whose class
+    shows only in a few sentiment words among shared filler words."""
+    root, rng = Path(path), np.random.default_rng(seed)
+    for label, words in _WORDS.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        vocab = words.split()
+        for i in range(n_per_class):
+            tokens = list(rng.choice(_FILLER, 10)) + list(rng.choice(vocab, 2))
+            rng.shuffle(tokens)
+            (root / label / f"{label}_{i:04d}.txt").write_text(" ".join(tokens).capitalize() + ".\n", encoding="utf-8")
+    return {"path": str(root), "classes": {k: n_per_class for k in _WORDS}}
+
+
+_TONES = {"low": 300.0, "mid": 700.0, "high": 1500.0}
+
+
+def make_demo_tones(path: Union[str, Path], n_per_class: int = 30, rate: int = 4000, seconds: float = 0.25,
+                    seed: int = 0) -> dict:
+    """`path/<low|mid|high>/*.wav`: 16-bit mono sine tones (300, 700,
+    1500 Hz, random phase and loudness) in noise."""
+    import wave
+
+    root, rng = Path(path), np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    for label, hz in _TONES.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            sig = rng.uniform(0.3, 0.8) * np.sin(2 * np.pi * hz * rng.uniform(0.95, 1.05) * t + rng.uniform(0, 6.3))
+            sig = np.clip(sig + rng.normal(0, 0.1, t.shape), -1, 1)
+            with wave.open(str(root / label / f"{label}_{i:04d}.wav"), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(rate)
+                w.writeframes((sig * 32767).astype("<i2").tobytes())
+    return {"path": str(root), "classes": {k: n_per_class for k in _TONES}, "sample_rate": rate}
+
+
+def make_demo_denoise(path: Union[str, Path], noise: float = 0.3, seed: int = 0) -> dict:
+    """`path` (.npz): scikit-learn's 8x8 digits in [0, 1] as `clean`, the
+    same with Gaussian noise as `x` (and `x_test` / `clean_test`): a
+    denoising autoencoder's data."""
+    from sklearn.datasets import load_digits
+
+    rng = np.random.default_rng(seed)
+    clean = (load_digits().images / 16.0).astype(np.float32)[..., None]
+    noisy = np.clip(clean + rng.normal(0, noise, clean.shape), 0, 1).astype(np.float32)
+    cut = int(len(clean) * 0.8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=noisy[:cut], clean=clean[:cut], x_test=noisy[cut:], clean_test=clean[cut:])
+    return {"path": str(path), "train": cut, "test": len(clean) - cut}
+
+
+def make_demo_multi(path: Union[str, Path], n: int = 600, seed: int = 0) -> dict:
+    """`path` (.npz): two inputs `a` (4 values) and `b` (3) and two
+    targets, a class `kind` and a number `value`, with `*_test` arrays."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, 4)).astype(np.float32)
+    b = rng.normal(size=(n, 3)).astype(np.float32)
+    kind = (a[:, 0] + b[:, 0] > 0).astype(np.int64)
+    value = (2 * a[:, 1] - b[:, 2]).astype(np.float32)
+    cut = int(n * 0.8)
+    arrays = {"a": a, "b": b, "kind": kind, "value": value}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{k: v[:cut] for k, v in arrays.items()}, **{f"{k}_test": v[cut:] for k, v in arrays.items()})
+    return {"path": str(path), "train": cut, "test": n - cut}
+
+
+# `dlcli demo-data --kind K PATH`: what each kind writes.
+KINDS = {
+    "cats_dogs": make_demo_image_folder,
+    "shapes": make_demo_shapes,
+    "texts": make_demo_texts,
+    "tones": make_demo_tones,
+    "denoise": make_demo_denoise,
+    "multi": make_demo_multi,
+}

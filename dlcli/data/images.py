@@ -452,6 +452,26 @@ def image_dataset(
 
 # -------------------------------------------------------------- image_dir
 
+def image_folder(cfg: Any, key: str = "data.path") -> tuple[Path, tuple[int, int]]:
+    """The checked folder at `key` and the image size to resize to.
+
+    Raises:
+        ConfigError: no folder there, or a bad `data.image_size`.
+    """
+    value = cfg.data.path if key == "data.path" else cfg.data.masks
+    if not value:
+        raise cfg_error(cfg, key, f"data.source image_dir needs {key}: the image folder")
+    root = Path(value).expanduser()
+    if not root.exists():
+        raise cfg_error(cfg, key, f"{root} does not exist")
+    if not root.is_dir():
+        raise cfg_error(cfg, key, f"{root} is not a folder (image_dir reads a folder of class folders)")
+    image_size = tuple(cfg.data.image_size) if cfg.data.image_size else DEFAULT_IMAGE_SIZE
+    if min(image_size) < 1:
+        raise cfg_error(cfg, "data.image_size", f"image sizes must be positive, got {list(image_size)}")
+    return root, image_size
+
+
 def image_dir_source(cfg: Any) -> DataBundle:
     """A folder of images, one sub-folder per class (or train/ val/ test/).
 
@@ -465,16 +485,11 @@ def image_dir_source(cfg: Any) -> DataBundle:
 
     d = cfg.data
     seed = int(cfg.seed)
-    if not d.path:
-        raise cfg_error(cfg, "data.path", "data.source image_dir needs data.path: the image folder")
-    root = Path(d.path).expanduser()
-    if not root.exists():
-        raise cfg_error(cfg, "data.path", f"{root} does not exist")
-    if not root.is_dir():
-        raise cfg_error(cfg, "data.path", f"{root} is not a folder (image_dir reads a folder of class folders)")
-    image_size = tuple(d.image_size) if d.image_size else DEFAULT_IMAGE_SIZE
-    if min(image_size) < 1:
-        raise cfg_error(cfg, "data.image_size", f"image sizes must be positive, got {list(image_size)}")
+    if d.masks is not None:
+        from dlcli.data.masks import segmentation_source
+
+        return segmentation_source(cfg)
+    root, image_size = image_folder(cfg)
     channels = 1 if d.color_mode == "grayscale" else 3
     mode = choose_label_mode(cfg, classification=True, source="image_dir")
 

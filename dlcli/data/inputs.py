@@ -122,7 +122,7 @@ def _join(xs: list[Any]) -> Any:
     if isinstance(xs[0], dict):
         return {k: xs[0][k] if len(xs) == 1 else np.concatenate([x[k] for x in xs]) for k in xs[0]}
     x = xs[0] if len(xs) == 1 else np.concatenate(xs)
-    return x.astype(np.float32, copy=False)
+    return x if x.dtype.kind in "US" else x.astype(np.float32, copy=False)  # raw text stays text
 
 
 def _records(spec: DataSpec, plan: list[tuple[Reader, Path]], batch_size: int) -> Iterator[_Item]:

@@ -228,7 +228,10 @@ def _named_bundle(cfg: Any, arrays: dict, path: Path, inputs: list[str], targets
     if first["class_names"] and first["label_mode"] == "int":
         spec["class_counts"] = np.bincount(parts["train"][first["name"]], minlength=first["num_classes"]).tolist()
     elif not first["class_names"]:
-        spec["target_width"] = int(np.prod(first["shape"])) if first["shape"] else 1
+        # Values per sample; for an image / array target, per position
+        # (what the last layer outputs).
+        shape = first["shape"]
+        spec["target_width"] = 1 if not shape else int(shape[-1]) if len(shape) >= 2 else int(shape[0])
     return assemble(cfg, spec, structure(parts["train"]), structure(parts.get("val")), structure(parts.get("test")))
 
 

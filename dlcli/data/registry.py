@@ -169,6 +169,14 @@ register_reader(Reader(
     check="dlcli.data.inputs:check_array", records="dlcli.data.inputs:array_records",
     what="NPZ / NPY arrays",
 ))
+register_reader(Reader(
+    "text", (".txt",), folders=False, accepts=("text",), check=None,
+    records="dlcli.data.text_audio:text_records", what=".txt files",
+))
+register_reader(Reader(
+    "audio", (".wav",), folders=False, accepts=("audio",), check="dlcli.data.text_audio:check_audio",
+    records="dlcli.data.text_audio:audio_records", what=".wav files",
+))
 
 # ------------------------------------------------------------------ sources
 
@@ -189,10 +197,18 @@ for _name in ("mnist", "fashion_mnist", "cifar10", "cifar100"):
         doc=f"keras.datasets.{_name} (downloaded once into ~/.keras/datasets)",
     ))
 register_source(Source(
-    "image_dir", "dlcli.data.images:image_dir_source", "file", path="folder", reader="image",
+    "image_dir", "dlcli.data.images:image_dir_source", "file", path="folder", reader="image", options=("masks",),
     doc="a folder of class folders of images (or train/ val/ test/ splits of them)",
 ))
 _TABLE_OPTIONS = ("column_types", "crosses", "window", "encoding")
+register_source(Source(
+    "text_dir", "dlcli.data.text_audio:text_dir_source", "file", path="folder", reader="text",
+    doc="a folder of class folders of .txt files (raw strings, keras.utils.text_dataset_from_directory)",
+))
+register_source(Source(
+    "audio_dir", "dlcli.data.text_audio:audio_dir_source", "file", path="folder", reader="audio",
+    doc="a folder of class folders of .wav files (keras.utils.audio_dataset_from_directory)",
+))
 register_source(Source(
     "csv", "dlcli.data.tables:table_source", "file", path="file", suffixes=(".csv", ".tsv"),
     needs=("target",), options=_TABLE_OPTIONS, reader="table", doc="a CSV file with a header line",

@@ -23,7 +23,7 @@ SPEC_VERSION = 2
 
 Task = Literal["classification", "binary", "regression", "ctc"]
 LabelMode = Literal["int", "onehot", "binary", "float", "ctc"]
-InputKind = Literal["image", "vector", "array", "table"]
+InputKind = Literal["image", "vector", "array", "table", "text", "audio"]
 
 
 class _Strict(BaseModel):
