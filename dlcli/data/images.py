@@ -20,11 +20,7 @@ Design, for folders of any size:
 
 from __future__ import annotations
 
-import functools
 import os
-import warnings
-import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -37,208 +33,20 @@ from dlcli.data.registry import IMAGE_EXTENSIONS
 from dlcli.data.spec import DataSpec
 from dlcli.errors import DataError
 
+from dlcli.data.image_check import (  # noqa: F401 (the pre-flight check, re-exported)
+    JPEG,
+    JPEG_SCALES,
+    MAX_PIXELS,
+    OTHER,
+    PNG,
+    check_image,
+    check_images,
+    describe_bad,
+    sniff_format,
+)
+
 DEFAULT_IMAGE_SIZE = (224, 224)
-# Decoder branch per file, chosen by the pre-flight check from the content
-# and the size: JPEG decoded at 1/1, 1/2, 1/4 or 1/8 scale, PNG, or
-# GIF / BMP.
-JPEG_SCALES = (1, 2, 4, 8)
-JPEG, PNG, OTHER = 0, len(JPEG_SCALES), len(JPEG_SCALES) + 1
-_FORMAT_CODES = {"jpeg": JPEG, "png": PNG, "gif": OTHER, "bmp": OTHER}
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
-
-
-# ------------------------------------------------------------- pre-flight
-
-def sniff_format(head: bytes) -> Optional[str]:
-    """The image format from a file's first bytes, or None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head.startswith(b"BM") and len(head) >= 6:
-        return "bmp"
-    return None
-
-
-class _Bad(Exception):
-    """A file that is not a decodable image; the message says why."""
-
-
-def _jpeg_size(f) -> tuple[int, int]:
-    """(height, width) from a JPEG's frame header, walking the markers."""
-    f.seek(2)
-    while True:
-        byte = f.read(1)
-        if not byte:
-            raise _Bad("truncated JPEG (no frame header)")
-        if byte != b"\xff":
-            raise _Bad("corrupt JPEG (no marker where one should be)")
-        marker = f.read(1)
-        while marker == b"\xff":  # fill bytes
-            marker = f.read(1)
-        if not marker:
-            raise _Bad("truncated JPEG (no frame header)")
-        code = marker[0]
-        if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a length
-            continue
-        if code in (0xD9, 0xDA):
-            raise _Bad("corrupt JPEG (image data before its frame header)")
-        raw = f.read(2)
-        if len(raw) < 2:
-            raise _Bad("truncated JPEG (no frame header)")
-        length = int.from_bytes(raw, "big")
-        if length < 2:
-            raise _Bad("corrupt JPEG (bad segment length)")
-        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) hold the size.
-        if 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):
-            frame = f.read(5)
-            if len(frame) < 5:
-                raise _Bad("truncated JPEG (frame header cut short)")
-            return int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
-        f.seek(length - 2, os.SEEK_CUR)
-
-
-def _png_size(f) -> tuple[int, int]:
-    """(height, width) from a PNG's IHDR, after checking every chunk's
-    CRC up to IEND (what libpng rejects mid-epoch)."""
-    f.seek(8)
-    size = None
-    while True:
-        head = f.read(8)
-        if len(head) < 8:
-            raise _Bad("truncated PNG (no end chunk)")
-        length, kind = int.from_bytes(head[:4], "big"), head[4:]
-        data = f.read(length)
-        crc = f.read(4)
-        if len(data) < length or len(crc) < 4:
-            raise _Bad(f"truncated PNG (in a {kind.decode('latin-1')} chunk)")
-        if zlib.crc32(kind + data) != int.from_bytes(crc, "big"):
-            raise _Bad(f"corrupt PNG (bad checksum in a {kind.decode('latin-1')} chunk)")
-        if size is None:
-            if kind != b"IHDR" or length < 8:
-                raise _Bad("corrupt PNG (no header chunk)")
-            size = int.from_bytes(data[4:8], "big"), int.from_bytes(data[:4], "big")
-        if kind == b"IEND":
-            return size
-
-
-def _pillow_size(f, fmt: str) -> tuple[int, int]:
-    """(height, width) of a GIF or BMP, as Pillow parses and verifies it."""
-    from PIL import Image
-
-    f.seek(0)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # DecompressionBombWarning etc.
-            with Image.open(f, formats=[fmt.upper()]) as im:
-                width, height = im.size
-                im.verify()
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad data
-        raise _Bad(f"corrupt {fmt.upper()} ({exc})") from None
-    return height, width
-
-
-def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Optional[int], str]:
-    """Check that a file is an image TensorFlow can decode, cheaply.
-
-    JPEG: the markers up to the frame header, and the end-of-image marker
-    (a truncated JPEG lacks it and would fail mid-epoch). PNG: every chunk
-    and its CRC up to the end chunk. GIF: its trailer, then Pillow. BMP:
-    its declared size, then Pillow. No pixels are decoded.
-
-    Args:
-        path: the file.
-        target: the (height, width) it will be resized to; a JPEG at least
-            twice as large gets a code that decodes it scaled down.
-
-    Returns:
-        (decoder code, "") for a good file, or (None, what is wrong).
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-            if not head:
-                return None, "empty file"
-            fmt = sniff_format(head)
-            if fmt is None:
-                return None, "not a JPEG, PNG, GIF or BMP image"
-            size = f.seek(0, os.SEEK_END)
-            if fmt == "jpeg":
-                f.seek(max(0, size - 4096))  # allow trailing bytes after it
-                if b"\xff\xd9" not in f.read():
-                    return None, "truncated JPEG (no end-of-image marker)"
-                height, width = _jpeg_size(f)
-            elif fmt == "png":
-                height, width = _png_size(f)
-            elif fmt == "gif":
-                f.seek(size - 1)
-                if f.read(1) != b";":
-                    return None, "truncated GIF (no trailer)"
-                height, width = _pillow_size(f, fmt)
-            else:
-                declared = int.from_bytes(head[2:6], "little")
-                if declared and size < declared:
-                    return None, f"truncated BMP ({size} of {declared} bytes)"
-                height, width = _pillow_size(f, fmt)
-    except _Bad as exc:
-        return None, str(exc)
-    except OSError as exc:
-        return None, f"unreadable ({exc.strerror or exc})"
-    if width < 1 or height < 1:
-        return None, "image has no pixels"
-    if fmt == "jpeg" and target is not None:
-        # libjpeg can scale by 1/2, 1/4 or 1/8 while decoding (in the DCT
-        # domain): a large photo then costs a fraction of a full decode,
-        # and the scaled image is properly low-passed, so the bilinear
-        # resize after it aliases less. Scale only as far as the image
-        # stays at least the target size.
-        fits = [k for k, r in enumerate(JPEG_SCALES) if height // r >= target[0] and width // r >= target[1]]
-        return JPEG + (fits[-1] if fits else 0), ""
-    return _FORMAT_CODES[fmt], ""
-
-
-def check_images(
-    paths: Sequence[str], target: Optional[Sequence[int]] = None, workers: Optional[int] = None
-) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Run `check_image` over many files (to be resized to `target`) in a
-    thread pool.
-
-    Returns:
-        An int32 array of decoder codes (-1 for a bad file) and the
-        `(path, reason)` list of bad files, in input order.
-    """
-    codes = np.full(len(paths), -1, np.int32)
-    bad: list[tuple[str, str]] = []
-    if not paths:
-        return codes, bad
-    # Mostly file I/O (the GIL is released while reading); threads hide
-    # the latency of cold caches and network file systems.
-    workers = workers or min(32, 4 * (os.cpu_count() or 1))
-    check = functools.partial(check_image, target=target)
-    # One task per block of files: a thread pool ignores map's chunksize,
-    # and a task per file doubles the cost of the check.
-    block = 64
-    blocks = [paths[i : i + block] for i in range(0, len(paths), block)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda chunk: [check(p) for p in chunk], blocks)
-        i = 0
-        for chunk in results:
-            for code, why in chunk:
-                if code is None:
-                    bad.append((paths[i], why))
-                else:
-                    codes[i] = code
-                i += 1
-    return codes, bad
-
-
-def describe_bad(bad: list[tuple[str, str]], limit: int = 3) -> str:
-    """'3 unreadable files (a.jpg: empty file; ...)'."""
-    shown = "; ".join(f"{p}: {why}" for p, why in bad[:limit])
-    more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
-    return f"{len(bad)} unreadable file{'s' if len(bad) != 1 else ''} ({shown}{more})"
 
 
 # ---------------------------------------------------------------- listing
