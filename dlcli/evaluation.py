@@ -17,9 +17,10 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from dlcli.data.spec import DataSpec, Standardize
-from dlcli.errors import ConfigError, DataError, RunError
+from dlcli.errors import DataError, RunError
 from dlcli.model.io import RunModel, open_run
 from dlcli.targets import Target, by_output, edit_distance, report, targets_of  # noqa: F401 (edit_distance re-exported)
+from dlcli.data_option import parse_data_option  # noqa: F401 (re-exported)
 from dlcli.runs import EVALUATION_FILE, PLOTS_DIR, Run, atomic_write_json, resolve_run, unwritable
 
 # Data options that would change or subsample what is evaluated: with
@@ -127,56 +128,6 @@ def _plots(r: Run, targets: list[Target], reports: dict, y_true: dict, y_pred: d
 
 
 # ------------------------------------------------------------------ data
-
-
-def parse_data_option(data: str | Mapping[str, Any]) -> dict[str, Any]:
-    """Read `--data` into a `data:` mapping.
-
-    Accepts a path (a folder is image_dir, `.csv` csv, `.npz` npz),
-    `key=value,key=value` (values parsed as YAML; brackets and quotes may
-    hold commas), a YAML mapping (`{source: csv, path: x.csv}`), or a
-    built-in source's name.
-
-    Raises:
-        ConfigError: text that is none of these.
-        DataError: a path that does not exist, or a file of unknown kind.
-    """
-    import yaml
-
-    if isinstance(data, Mapping):
-        return _strip_prefix(dict(data))
-    text = str(data).strip()
-    if not text:
-        raise ConfigError("--data is empty", hint="pass a path, or key=value pairs such as source=csv,path=x.csv,target=y")
-    path = Path(text).expanduser()
-    if path.exists():
-        return {"source": _source_for_path(path), "path": text}
-    if "=" in text and not text.startswith("{"):
-        out: dict[str, Any] = {}
-        for part in _split_top_level(text):
-            key, sep, value = part.partition("=")
-            if not sep or not key.strip():
-                raise ConfigError(f"--data: {part!r} is not key=value", hint="e.g. source=csv,path=x.csv,target=y")
-            try:
-                parsed = yaml.safe_load(value) if value.strip() else None
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"--data: cannot parse the value of {key.strip()!r}: {exc}") from None
-            _set_dotted(out, key.strip(), parsed)
-        return _with_source_from_path(_strip_prefix(out))
-    try:
-        parsed = yaml.safe_load(text)
-    except yaml.YAMLError:
-        parsed = None
-    if isinstance(parsed, dict):
-        return _with_source_from_path(_strip_prefix(parsed))
-    if "/" in text or "\\" in text or Path(text).suffix:
-        raise DataError(f"--data {text}: no such file or folder")
-    if text.isidentifier():
-        return {"source": text}
-    raise ConfigError(
-        f"--data {text!r}: not a path, key=value pairs or a YAML mapping",
-        hint="e.g. --data test_images/ or --data source=csv,path=x.csv,target=y",
-    )
 
 
 def evaluation_data(rm: RunModel, cfg: Any, data: Optional[str | Mapping[str, Any]]) -> tuple[Any, dict[str, Any]]:
@@ -387,65 +338,6 @@ def _bare_config(rm: RunModel) -> dict[str, Any]:
         "model": {"layers": ["Identity"]},
         "compile": compile_cfg,
     }
-
-
-def _source_for_path(path: Path) -> str:
-    from dlcli.data.registry import source_for_path
-
-    source = source_for_path(path)
-    if source is None:
-        raise DataError(
-            f"--data {path}: cannot tell what kind of data a {path.suffix or 'suffix-less'} file is",
-            hint="pass a folder of images, a .csv or a .npz file, or say source=...,path=...",
-        )
-    return source.name
-
-
-def _with_source_from_path(d: dict[str, Any]) -> dict[str, Any]:
-    if "path" in d and "source" not in d and d["path"]:
-        path = Path(str(d["path"])).expanduser()
-        if not path.exists():
-            raise DataError(f"--data path {path}: no such file or folder")
-        d["source"] = _source_for_path(path)
-    return d
-
-
-def _strip_prefix(d: dict[str, Any]) -> dict[str, Any]:
-    # `data.path=x` and `path=x` mean the same thing.
-    if set(d) == {"data"} and isinstance(d["data"], dict):
-        return dict(d["data"])
-    return d
-
-
-def _set_dotted(out: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    if parts[0] == "data" and len(parts) > 1:
-        parts = parts[1:]
-    node = out
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside brackets, braces and quotes."""
-    parts, depth, quote, cur = [], 0, "", []
-    for ch in text:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-            continue
-        cur.append(ch)
-    parts.append("".join(cur))
-    return [p.strip() for p in parts if p.strip()]
 
 
 def _run_config(r: Run) -> Any:
