@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         ds = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(bs)
         return len(model.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=0))
 
-    from dlcli.modelio import open_run
+    from dlcli.model.io import open_run
     from dlcli.prediction import predict_inputs
 
     # Opened once, like the baselines' model: loading is start-up cost.
