@@ -35,7 +35,7 @@ def test_changed_data_is_reported_and_recorded(runner, app, tmp_path, monkeypatc
         fh.write(_rows(8, 1))
     res = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2"])
     assert res.exit_code == 0, res.output
-    assert "data: t.csv (data.path) changed since the run started" in res.stderr
+    assert "t.csv (data.path) changed since the run started" in res.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     assert any("changed since the run started" in n for n in metrics["data"]["notes"])
     after = json.loads((run / "data_spec.json").read_text())["fingerprint"]
