@@ -48,6 +48,8 @@ def suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
     for key, p in space.items():
         if p.type == "float":
             v = trial.suggest_float(key, p.low, p.high, log=p.log, step=p.step)
+            if p.step is not None:
+                v = round(v, 12)  # 0.3, not 0.30000000000000004, in config.yaml
         elif p.type == "int":
             v = trial.suggest_int(key, p.low, p.high, step=p.step, log=p.log)
         else:
