@@ -374,8 +374,12 @@ def table_records(spec: DataSpec, path: Path) -> Iterator[_Block]:
     schema = read_schema(path, encoding=spec.encoding)
     if not is_parquet(path):
         schema = pa.schema([pa.field(n, pa.string()) for n in schema.names])
+    batches = iter_batches(path, schema, encoding=spec.encoding, columns=cols, rows=_BLOCK_ROWS)
+    if spec.window:
+        yield from _window_records(spec, path, batches, 1 if is_parquet(path) else 2)
+        return
     start = 0
-    for batch in iter_batches(path, schema, encoding=spec.encoding, columns=cols, rows=_BLOCK_ROWS):
+    for batch in batches:
         x, bad = (_raw_columns if spec.columns else _vectors)(spec, batch)
         line0 = start + (1 if is_parquet(path) else 2)
         keep = np.flatnonzero(bad < 0)
@@ -383,6 +387,27 @@ def table_records(spec: DataSpec, path: Path) -> Iterator[_Block]:
         errors = [(int(np.searchsorted(keep, i)), f"{path}:{line0 + i}", msg) for i, msg in _row_errors(batch, bad, cols)]
         yield _Block(names, _cut(x, keep) if len(keep) != len(bad) else x, errors)
         start += batch.num_rows
+
+
+def _window_records(spec: DataSpec, path: Path, batches: Iterator[Any], first_line: int) -> Iterator[_Block]:
+    """Windows over all the file's rows, each named by its last row's line;
+    a window holding a row the model cannot take is an error entry."""
+    from dlcli.data.window import predict_windows
+
+    parts, bads = [], []
+    for batch in batches:
+        x, bad = _raw_columns(spec, batch)
+        parts.append(np.concatenate([x[c.name] for c in spec.columns], axis=1))
+        bads.append(bad >= 0)
+    if not parts:
+        return
+    rows = np.concatenate(parts).astype(np.float32)
+    for x, last, broken in predict_windows(spec, rows, np.concatenate(bads)):
+        keep = np.flatnonzero(~broken)
+        names = [f"{path}:{first_line + int(last[i])}" for i in keep]
+        errors = [(int(np.searchsorted(keep, i)), f"{path}:{first_line + int(last[i])}",
+                   "the window holds a row with a value that is not a number") for i in np.flatnonzero(broken)]
+        yield _Block(names, x[keep], errors)
 
 
 def _numbers(col: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -68,7 +68,7 @@ def _columns(cfg: Any, names: list[str], path: Path) -> tuple[list[str], dict[st
             raise cfg_error(cfg, key, f"column(s) {', '.join(map(repr, missing))} not in {path}",
                             hint="; ".join(hints) if hints else f"columns are {short_list(names, 12)}")
     both = [c for c in features if c in targets + extra]
-    if both:
+    if both and not d.window:  # a series' past values may predict its future
         raise cfg_error(cfg, "data.features", f"column {both[0]!r} is a target or weight; it cannot also be a feature")
     if not features:
         raise cfg_error(cfg, "data.features", f"{path} has no feature columns besides the target")
@@ -140,7 +140,7 @@ def encode_target(cfg: Any, path: Path, table: Any, target: str, single: bool) -
 
 
 def _split(cfg: Any, n: int, labels: Optional[np.ndarray], held: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    if cfg.data.split == "ordered":
+    if cfg.data.split == "ordered" or cfg.data.window:
         k = int(np.ceil(n * held)) if held > 0 else 0
         return np.arange(n - k), np.arange(n - k, n)
     return split_indices(n, held, seed, labels)
@@ -162,7 +162,7 @@ def split_tables(cfg: Any, path: Path, columns: list[str]) -> dict[str, Any]:
     seed = int(cfg.seed)
     first = targets_of(cfg)[0] if targets_of(cfg) else None
     strat = None
-    if first and d.split != "ordered":
+    if first and d.split != "ordered" and not d.window:
         import pyarrow.compute as pc
 
         strat = pc.index_in(table.column(first), value_set=pc.unique(table.column(first))).to_numpy(zero_copy_only=False)
@@ -218,7 +218,7 @@ def table_source(cfg: Any) -> DataBundle:
     features, groups = _columns(cfg, names, path)
     targets = targets_of(cfg)
     extra = [d.sample_weight] if d.sample_weight else []
-    tables = split_tables(cfg, path, features + targets + extra)
+    tables = split_tables(cfg, path, list(dict.fromkeys(features + targets + extra)))
     if d.limit and tables["train"].num_rows > d.limit:
         tables["train"] = tables["train"].slice(0, d.limit)
     plan = plan_columns(cfg, tables["train"], features, groups, path)
