@@ -54,7 +54,8 @@ def encoded(b, x):
     import keras
     import tensorflow as tf
 
-    inner = keras.Sequential([keras.Input(b.input_shape), keras.layers.Identity()])
+    x_in = keras.Input(b.input_shape)
+    inner = keras.Model(x_in, keras.layers.Identity()(x_in))
     return np.asarray(b.attach(inner).predict({k: tf.constant(v) for k, v in x.items()}, verbose=0))
 
 

@@ -301,7 +301,9 @@ def assemble_table(cfg: Any, spec: DataSpec, plan: list[Column], xs: dict, label
     def adapt_data():
         import tensorflow as tf
 
-        return tf.data.Dataset.from_tensor_slices(train_x).batch(4096)
+        # A model with one raw column takes it as it is.
+        only = next(iter(train_x.values())) if len(train_x) == 1 else train_x
+        return tf.data.Dataset.from_tensor_slices(only).batch(4096)
 
     if fs is not None:
         import tensorflow as tf
@@ -315,20 +317,28 @@ def assemble_table(cfg: Any, spec: DataSpec, plan: list[Column], xs: dict, label
     given = {g: {"shape": s, "dtype": "string"} if g in dtypes else tuple(s) for g, s in shapes.items()}
     single = len(encoded) == 1
     spec.input_shape = next(iter(shapes.values())) if single else None
-    if not single:
-        spec.inputs, spec.input_dtypes = shapes, dtypes or None
 
     def attach(model: Any) -> Any:
         import keras
 
-        outs = model(next(iter(encoded.values())) if single else encoded)
-        if not isinstance(outs, (list, tuple, dict)):
-            return keras.Model(inputs, outs, name=model.name)
-        # Several outputs keep the names of the config's output layers
-        # (the targets' names), which Keras matches labels and losses by.
-        outs = list(outs.values()) if isinstance(outs, dict) else list(outs)
-        named = {n: keras.layers.Identity(name=n)(o) for n, o in zip(model.output_names, outs)}
-        return keras.Model(inputs, named, name=model.name)
+        # The config's layers, rebuilt on the encoded columns with the
+        # built model's weights: one flat graph from raw columns to the
+        # outputs, which keep their names, and every layer has one input
+        # node (adapting preprocessing layers relies on it). This is what
+        # keras.models.clone_model does, without its re-wrapping of
+        # non-Input tensors into new inputs.
+        given = [encoded[t.name] for t in model.inputs] if not single else [next(iter(encoded.values()))]
+        pairs = []
+
+        def rebuild(layer: Any) -> Any:
+            new = layer.__class__.from_config(layer.get_config())
+            pairs.append((layer, new))
+            return new
+
+        outputs = model._run_through_graph(given if len(given) > 1 else given[0], operation_fn=rebuild)
+        for old, new in pairs:
+            new.set_weights(old.get_weights())
+        return keras.Model(inputs, outputs, name=model.name)
 
     def make(split: str):
         if xs[split] is None:
