@@ -75,7 +75,8 @@ def _print_list(rows: list[dict[str, Any]]) -> None:
     table = Table(box=None, pad_edge=False)
     for col, just in (("run", "left"), ("status", "left"), ("epochs", "right"), ("best", "left"),
                       ("model", "right"), ("test", "left"), ("time", "right")):
-        table.add_column(col, justify=just, no_wrap=col in ("run", "status", "time"))
+        # The path folds; the short columns keep their words whole.
+        table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("status", "epochs", "model", "time"))
     for r in rows:
         test = " ".join(f"{k} {v:.4g}" for k, v in list(r["test"].items())[:2])
         epochs = f"{r['epochs']}/{r['planned_epochs']}" if r["planned_epochs"] else str(r["epochs"])
