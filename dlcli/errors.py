@@ -67,6 +67,29 @@ class ConfigError(DlcliError, ValueError):
         return f"{where}{key}{super().__str__()}"
 
 
+
+def cfg_error(cfg: object, key: str, message: str, hint: str | None = None) -> ConfigError:
+    """Return a ConfigError located at `key` (file and line where known).
+
+    The one constructor of located errors for config, data, model and
+    training code: `cfg.error` (a loaded Config knows each key's line)
+    where the config has it, else an error naming the key and the file.
+
+    Args:
+        cfg: the Config (or None for Python callers without one).
+        key: the dotted key path, e.g. `model.layers.3`.
+        message: what is wrong.
+        hint: a suggestion.
+
+    Returns:
+        The error, for the caller to raise.
+    """
+    locate = getattr(cfg, "error", None)
+    if callable(locate):
+        return locate(key, message, hint=hint)
+    return ConfigError(message, file=getattr(cfg, "source_file", None), key=key, hint=hint)
+
+
 class DataError(DlcliError):
     """Data that cannot be read or does not fit the config (exit 2 before a
     run starts; the trainer re-raises mid-run failures as exit 1)."""

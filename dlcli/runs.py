@@ -98,16 +98,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write `obj` as indented JSON to `path` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
-    # numpy scalars and arrays, Paths: everything a metrics dict may carry.
+def json_default(obj: Any) -> Any:
+    """`json.dumps(default=...)` for what run files and exports carry:
+    numpy scalars and arrays as lists, anything else (paths) as text."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    return str(obj)
 
 
 # -- run names ---------------------------------------------------------------

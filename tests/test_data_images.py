@@ -80,10 +80,16 @@ def test_training_order_is_seeded_and_reshuffled_each_epoch(demo):
     root, _ = demo
     a = load_data(cfg_of(root, batch_size=4))
     b = load_data(cfg_of(root, batch_size=4))
+    from dlcli.data.pipeline import set_epoch
+
+    set_epoch(0)
     first = np.concatenate([x.numpy().mean(axis=(1, 2, 3)) for x, _ in a.train])
-    again = np.concatenate([x.numpy().mean(axis=(1, 2, 3)) for x, _ in a.train])
     other = np.concatenate([x.numpy().mean(axis=(1, 2, 3)) for x, _ in b.train])
     np.testing.assert_allclose(first, other, rtol=1e-6)  # same seed, same order
+    # The order is drawn from (seed, epoch): the trainer sets the epoch.
+    set_epoch(1)
+    again = np.concatenate([x.numpy().mean(axis=(1, 2, 3)) for x, _ in a.train])
+    set_epoch(0)
     assert not np.allclose(first, again)  # next epoch, new order
     np.testing.assert_allclose(np.sort(first), np.sort(again), rtol=1e-6)
 

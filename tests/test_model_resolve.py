@@ -1,4 +1,4 @@
-"""compile_model and build_callbacks: Keras objects by name, with located errors."""
+"""compile_model and (training's) build_callbacks: Keras objects by name, with located errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 
 from dlcli.config.schema import Config  # noqa: E402
 from dlcli.errors import ConfigError  # noqa: E402
-from dlcli.model import build_callbacks, build_model, compile_model  # noqa: E402
+from dlcli.model import build_model, compile_model  # noqa: E402
+from dlcli.training.user_callbacks import build_callbacks  # noqa: E402
 from dlcli.model.ctc import CTCSequenceAccuracy  # noqa: E402
 
 

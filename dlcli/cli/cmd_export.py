@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from dlcli.cli.common import JsonOpt, TrustModuleOpt, UnsafeOpt, err_console, handle_errors, is_terminal, print_json
+from dlcli.export.table import FORMATS, QUANTIZE, QUANTIZE_HELP
 
 RunArg = Annotated[
     Path, typer.Argument(help="A run folder (runs/cnn_digits/1) or a run name folder (its latest run).", metavar="RUN", show_default=False)
 ]
 FormatOpt = Annotated[
     str,
-    typer.Option("--format", "-f", help="saved_model (TensorFlow Serving) | tflite | onnx.", metavar="FORMAT", show_default=False),
+    typer.Option("--format", "-f", help=" | ".join(FORMATS) + ".", metavar="FORMAT", show_default=False),
 ]
 QuantizeOpt = Annotated[
     str,
-    typer.Option("--quantize", help="TFLite only: none (float32) | float16 | int8 (calibrated on training data). (default: none)", metavar="MODE", show_default=False),
+    typer.Option("--quantize", help=" | ".join(QUANTIZE) + f" ({QUANTIZE_HELP}). (default: none)", metavar="MODE", show_default=False),
 ]
 MinAgreementOpt = Annotated[
     Optional[float],
@@ -54,7 +56,7 @@ def export(
     from dlcli import api
 
     show = is_terminal() and not json_out
-    with err_console.status("exporting", spinner="dots") if show else _NoStatus() as status:
+    with err_console.status("exporting", spinner="dots") if show else contextlib.nullcontext() as status:
         result = api.export(
             run,
             format,
@@ -111,16 +113,3 @@ def _size(n: int) -> str:
 
 def _shape(shape: list) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
-
-
-class _NoStatus:
-    """A do-nothing stand-in for the spinner when output is not a terminal."""
-
-    def __enter__(self) -> "_NoStatus":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def update(self, *_args: Any, **_kwargs: Any) -> None:
-        return None

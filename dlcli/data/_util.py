@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from dlcli.errors import ConfigError
-
-
-def cfg_error(cfg: Any, key: str, message: str, hint: Optional[str] = None) -> ConfigError:
-    """Return a ConfigError located at `key` in the config's file.
-
-    Uses `cfg.error` (which knows the file and line) when the config has it,
-    else a ConfigError naming the key and the config file.
-    """
-    locate = getattr(cfg, "error", None)
-    if callable(locate):
-        return locate(key, message, hint=hint)
-    return ConfigError(message, file=getattr(cfg, "source_file", None), key=key, hint=hint)
-
-
-def did_you_mean(word: object, candidates: Iterable[object]) -> Optional[str]:
-    """Return "did you mean 'x'?" for the closest candidate, or None."""
-    names = [str(c) for c in candidates]
-    by_lower = {n.lower(): n for n in names}
-    if str(word).lower() in by_lower:
-        return f"did you mean '{by_lower[str(word).lower()]}'?"
-    match = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
-    return f"did you mean '{by_lower[match[0]]}'?" if match else None
+from dlcli.config.suggest import did_you_mean  # noqa: F401 - the sources import it from here
+from dlcli.errors import cfg_error  # noqa: F401 - likewise
 
 
 def short_list(items: Sequence[object], limit: int = 8) -> str:

@@ -228,12 +228,14 @@ def image_dataset(
 ):
     """Batched `(image, label)` pipeline that streams image files.
 
-    Training shuffles the file names (all of them, each epoch, seeded), then
-    decodes in parallel; val / test keep their order. With `cache`, decoded
+    Training shuffles the file names (all of them, in an order per (seed,
+    epoch): `pipeline.shuffle_each_epoch`), then decodes in parallel; val / test keep their order. With `cache`, decoded
     images are kept in memory after the first epoch and shuffled from a
     buffer of `shuffle_buffer` images.
     """
     import tensorflow as tf
+
+    from dlcli.data.pipeline import shuffle_each_epoch
 
     autotune = tf.data.AUTOTUNE
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=object).astype(str), codes, labels))
@@ -242,11 +244,11 @@ def image_dataset(
     if cache:
         ds = ds.map(load, num_parallel_calls=autotune, deterministic=True).cache()
         if training and shuffle_buffer > 0 and n > 1:
-            ds = ds.shuffle(min(n, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+            ds = shuffle_each_epoch(ds, min(n, shuffle_buffer), seed)
     else:
         if training and shuffle_buffer > 0 and n > 1:
             # File names are small: shuffle every one of them, not images.
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+            ds = shuffle_each_epoch(ds, n, seed)
         # Training order follows tf.data's options (deterministic unless a
         # caller sets `options.deterministic = False` to trade repeatable
         # runs for throughput); val / test always keep their order.

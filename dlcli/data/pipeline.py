@@ -12,6 +12,51 @@ from dlcli.data._util import cfg_error, did_you_mean
 
 AUTOTUNE = tf.data.AUTOTUNE
 
+_EPOCH: Optional[tf.Variable] = None
+
+
+def epoch_variable() -> tf.Variable:
+    """The (0-based) epoch the training data is drawn for.
+
+    The trainer sets it as each epoch begins (`set_epoch`); a pipeline
+    shuffled by `shuffle_each_epoch` reads it when an iterator starts.
+    """
+    global _EPOCH
+    if _EPOCH is None:
+        with tf.init_scope(), tf.device("/CPU:0"):
+            _EPOCH = tf.Variable(0, dtype=tf.int64, trainable=False, name="dlcli_data_epoch")
+    return _EPOCH
+
+
+def set_epoch(epoch: int) -> None:
+    """Make the next iterator of every training pipeline draw `epoch`'s order."""
+    epoch_variable().assign(int(epoch))
+
+
+def shuffle_each_epoch(ds: tf.data.Dataset, buffer_size: int, seed: int) -> tf.data.Dataset:
+    """Shuffle `ds` anew each epoch, in an order that depends only on
+    (`seed`, epoch), the epoch read from `epoch_variable` as an iterator
+    starts.
+
+    So a resumed run draws epoch k's order by setting the epoch to k, with
+    nothing to replay and no dependence on how many iterators Keras's fit
+    happens to create. A cache before the shuffle is filled once and
+    shared by every epoch.
+    """
+    epoch = epoch_variable()
+    n = int(ds.cardinality())
+
+    def shuffled(e: tf.Tensor) -> tf.data.Dataset:
+        # tf.data combines an op seed with the graph-level seed; fixing the
+        # latter inside this function leaves (seed, epoch) the only inputs
+        # (and keeps a global seed of 0 from breaking a tensor op seed).
+        tf.random.set_seed(1)
+        return ds.shuffle(buffer_size, seed=(int(seed) * 1_000_003 + e) % (2**31 - 1), reshuffle_each_iteration=False)
+
+    out = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(lambda _: epoch.read_value()).flat_map(shuffled)
+    # flat_map forgets the length; Keras needs it for steps and progress.
+    return out.apply(tf.data.experimental.assert_cardinality(n)) if n >= 0 else out
+
 
 def array_dataset(
     x: Any,
@@ -34,7 +79,7 @@ def array_dataset(
         x, y: samples and labels, same first dimension; either may be a
             dict of arrays (named model inputs / outputs).
         batch_size: samples per batch.
-        training: shuffle (seeded, reshuffled each epoch) and augment.
+        training: shuffle (an order per (seed, epoch)) and augment.
         seed: the shuffle seed.
         shuffle_buffer: the most samples in the shuffle buffer (0: no
             shuffling).
@@ -44,7 +89,7 @@ def array_dataset(
     ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
     n = len(next(iter(x.values())) if isinstance(x, dict) else x)
     if training and shuffle_buffer > 0 and n > 1:
-        ds = ds.shuffle(min(n, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+        ds = shuffle_each_epoch(ds, min(n, shuffle_buffer), seed)
     ds = ds.batch(batch_size)
     plain = tf.autograph.experimental.do_not_convert  # no Python control flow to convert
     arrays = x.values() if isinstance(x, dict) else [x]

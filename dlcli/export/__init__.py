@@ -6,30 +6,40 @@ ONNX, with a parity check against the Keras model on held-out data.
     >>> r["size_ratio"], r["parity"]["top1_agreement"]
 
 Exports land in `<run>/export/` and are listed in `<run>/export/export.json`.
-Nothing here imports TensorFlow until a function runs.
+The formats are one table (`dlcli.export.table`), importable without
+TensorFlow (the CLI reads its choices there); the exporter itself is
+imported on first use of one of its names.
 """
 
-from dlcli.export.core import (
-    DEFAULT_CALIBRATION_SAMPLES,
-    DEFAULT_SAMPLES,
-    EXPORT_FILE,
-    check_options,
-    export_key,
-    export_run,
-)
-from dlcli.export.formats import FORMATS, QUANTIZE
-from dlcli.export.parity import DEFAULT_MIN_AGREEMENT
-from dlcli.export.runtimes import MissingExtraError
+from typing import Any
+
+from dlcli.export.table import EXPORT_FORMATS, FORMATS, QUANTIZE, ExportFormat, FormatChoice, QuantizeChoice
+
+_LAZY = {
+    "DEFAULT_CALIBRATION_SAMPLES": "dlcli.export.core",
+    "DEFAULT_SAMPLES": "dlcli.export.core",
+    "EXPORT_FILE": "dlcli.export.core",
+    "check_options": "dlcli.export.core",
+    "export_key": "dlcli.export.core",
+    "export_run": "dlcli.export.core",
+    "DEFAULT_MIN_AGREEMENT": "dlcli.export.parity",
+    "MissingExtraError": "dlcli.export.runtimes",
+}
 
 __all__ = [
-    "DEFAULT_CALIBRATION_SAMPLES",
-    "DEFAULT_MIN_AGREEMENT",
-    "DEFAULT_SAMPLES",
-    "EXPORT_FILE",
+    "EXPORT_FORMATS",
     "FORMATS",
-    "MissingExtraError",
     "QUANTIZE",
-    "check_options",
-    "export_key",
-    "export_run",
+    "ExportFormat",
+    "FormatChoice",
+    "QuantizeChoice",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dlcli.export' has no attribute {name!r}")

@@ -13,22 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import difflib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
+from dlcli.config.suggest import did_you_mean
 from dlcli.errors import ConfigError, ExportError, RunError
-from dlcli.export import formats, parity, runtimes
-from dlcli.model.io import load_model
-from dlcli.runs import EXPORT_DIR, Run, atomic_path, resolve_run, unwritable
+from dlcli.export import formats, parity, runtimes, table
+from dlcli.runs import EXPORT_DIR, Run, atomic_path, json_default, resolve_run, unwritable
 
 EXPORT_FILE = "export.json"
 SAVED_MODEL_DIR = "saved_model"
@@ -92,12 +92,11 @@ def export_run(
     if problem:
         raise RunError(f"cannot write the export into {run.path / EXPORT_DIR}: {problem}",
                        hint="copy the run folder somewhere writable (cp -r) and export the copy")
+    row = table.get(fmt)
     # A missing extra is a usage error: say so before any work is done.
-    if fmt == "onnx":
-        runtimes.require_onnx()
-    elif fmt == "tflite":
-        runtimes.tflite_interpreter()
+    row.check_installed()
     note(f"loading {run.model_path}")
+    from dlcli.model.io import load_model  # imports Keras: only once the options are good
     # Safe mode unless --unsafe: a Lambda layer's code never runs unasked.
     model = load_model(run.model_path, unsafe=unsafe, compile=False)
     note("loading the run's data")
@@ -110,15 +109,12 @@ def export_run(
     export_dir = run.path / EXPORT_DIR
     made_dir = not export_dir.exists()
     export_dir.mkdir(parents=True, exist_ok=True)
-    check = _ParityCheck(data, reference, quantize, threshold, fmt)
+    job = ExportJob(
+        serving, export_dir / row.file_name(quantize), quantize, data, calibration_samples,
+        _ParityCheck(data, reference, quantize, threshold, row, note), note,
+    )
     try:
-        if fmt == "saved_model":
-            entry = _export_saved_model(serving, export_dir, check, note)
-        elif fmt == "tflite":
-            rep = data.representative(calibration_samples) if quantize == "int8" else None
-            entry = _export_tflite(serving, export_dir, quantize, rep, check, note)
-        else:
-            entry = _export_onnx(serving, export_dir, data.held_out_feed, check, note)
+        entry = {"format": fmt, "quantize": quantize, "file": job.path.name, **row.writer()(job)}
     except BaseException:
         if made_dir:
             with contextlib.suppress(OSError):
@@ -135,7 +131,7 @@ def export_run(
         task=data.task,
         class_names=data.spec.class_names,
         model={"file": run.model_path.name, "sha256": _sha256(run.model_path)},
-        versions=_versions(fmt, entry["parity"]["runtime"]),
+        versions=_versions(row, entry["parity"]["runtime"]),
         timings={
             "load_seconds": round(loaded - started, 3),
             "convert_seconds": round(entry.pop("_convert_seconds"), 3),
@@ -167,13 +163,14 @@ def check_options(
         ConfigError: an unknown format or quantization, quantization for a
             format without it, or an out-of-range number.
     """
-    fmt = _choice("--format", fmt, formats.FORMATS)
-    quantize = _choice("--quantize", quantize or "none", formats.QUANTIZE)
-    if quantize != "none" and fmt != "tflite":
+    fmt = _choice("--format", fmt, table.FORMATS)
+    quantize = _choice("--quantize", quantize or "none", table.QUANTIZE)
+    if quantize not in table.get(fmt).quantize:
+        takes = [f.name for f in table.EXPORT_FORMATS if quantize in f.quantize]
         raise ConfigError(
-            f"quantization applies to --format tflite only, not {fmt}",
+            f"quantization applies to --format {' or '.join(takes)} only, not {fmt}",
             key="--quantize",
-            hint=f"drop --quantize {quantize}, or use --format tflite",
+            hint=f"drop --quantize {quantize}, or use --format {takes[0]}",
         )
     if min_agreement is not None and not 0.0 <= min_agreement <= 1.0:
         raise ConfigError(f"{min_agreement} is not a share between 0 and 1", key="--min-agreement")
@@ -241,14 +238,22 @@ class _RunData:
 class _ParityCheck:
     """Run an exported file and hold it to the agreement threshold."""
 
-    def __init__(self, data: _RunData, reference: dict[str, np.ndarray], quantize: str, threshold: float, fmt: str) -> None:
+    def __init__(
+        self, data: _RunData, reference: dict[str, np.ndarray], quantize: str, threshold: float,
+        row: table.ExportFormat, note: Callable[[str], None],
+    ) -> None:
         self.data = data
         self.reference = reference
         self.quantize = quantize
         self.threshold = threshold
-        self.label = fmt if quantize == "none" else f"{fmt} ({quantize})"
+        self.label = row.name if quantize == "none" else f"{row.name} ({quantize})"
+        self.row = row
+        self.note = note
 
-    def __call__(self, runner: runtimes.Runner, runtime: str) -> dict[str, Any]:
+    def __call__(self, path: Path) -> dict[str, Any]:
+        """Load the export at `path` in its runtime and compare its outputs."""
+        self.note(f"checking parity ({self.row.runtime})")
+        runner, runtime = self.row.loader()(path)
         try:
             outputs, seconds = parity.run_batches(runner, self.data.held_out_feed)
         except Exception as exc:  # the runtime's refusal: a broken export
@@ -274,63 +279,59 @@ class _ParityCheck:
         return result
 
 
-def _export_saved_model(serving: formats.Serving, export_dir: Path, check: _ParityCheck, note: Callable[[str], None]) -> dict[str, Any]:
-    final = export_dir / SAVED_MODEL_DIR
-    tmp = Path(tempfile.mkdtemp(prefix=f".{SAVED_MODEL_DIR}.", dir=export_dir))
+@dataclass
+class ExportJob:
+    """What a format's writer gets: the serving model, where the export
+    goes, the quantize mode, the run's data, the parity check, a progress
+    callback."""
+
+    serving: formats.Serving
+    path: Path
+    quantize: str
+    data: _RunData
+    calibration_samples: int
+    check: _ParityCheck
+    note: Callable[[str], None]
+
+
+def export_saved_model(job: ExportJob) -> dict[str, Any]:
+    """Write a SavedModel folder (published whole, or not at all)."""
+    final = job.path
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        note("writing SavedModel")
+        job.note("writing SavedModel")
         t0 = time.perf_counter()
-        formats.write_saved_model(serving, tmp)
+        formats.write_saved_model(job.serving, tmp)
         convert_seconds = time.perf_counter() - t0
-        note("checking parity (tf.saved_model.load)")
-        runner, runtime = runtimes.load_saved_model(tmp)
-        result = check(runner, runtime)
-        del runner
+        result = job.check(tmp)
         _publish(tmp, directory=True)
         _replace_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return {
-        "format": "saved_model",
-        "quantize": "none",
-        "file": SAVED_MODEL_DIR,
-        "size_bytes": _tree_size(final),
-        "parity": result,
-        "_convert_seconds": convert_seconds,
-    }
+    return {"size_bytes": _tree_size(final), "parity": result, "_convert_seconds": convert_seconds}
 
 
-def _export_tflite(
-    serving: formats.Serving,
-    export_dir: Path,
-    quantize: str,
-    representative: Optional[Callable[[], Iterator[dict[str, np.ndarray]]]],
-    check: _ParityCheck,
-    note: Callable[[str], None],
-) -> dict[str, Any]:
-    name = "model.tflite" if quantize == "none" else f"model_{quantize}.tflite"
+def export_tflite(job: ExportJob) -> dict[str, Any]:
+    """Write a .tflite file (float32, float16 or int8-calibrated)."""
+    quantize = job.quantize
+    representative = job.data.representative(job.calibration_samples) if quantize == "int8" else None
     with tempfile.TemporaryDirectory(prefix="dlcli-export-") as scratch:
         # The converter reads a SavedModel: the same signature, names and
         # graph a server gets.
         saved = Path(scratch) / SAVED_MODEL_DIR
         t0 = time.perf_counter()
-        formats.write_saved_model(serving, saved)
-        note(f"converting to TFLite ({quantize})")
+        formats.write_saved_model(job.serving, saved)
+        job.note(f"converting to TFLite ({quantize})")
         data = formats.tflite_bytes(saved, quantize, representative)
         convert_seconds = time.perf_counter() - t0
         # The float32 size beside a quantized one shows what quantizing saved.
         float32_size = len(data) if quantize == "none" else len(formats.tflite_bytes(saved, "none"))
-    with atomic_path(export_dir / name) as tmp:
+    with atomic_path(job.path) as tmp:
         tmp.write_bytes(data)
-        note("checking parity (TFLite interpreter)")
-        runner, runtime = runtimes.load_tflite(tmp)
-        result = check(runner, runtime)
+        result = job.check(tmp)
         _publish(tmp)
     return {
-        "format": "tflite",
-        "quantize": quantize,
-        "file": name,
         "size_bytes": len(data),
         "float32_size_bytes": float32_size,
         "size_ratio": round(float32_size / len(data), 3),
@@ -339,32 +340,17 @@ def _export_tflite(
     }
 
 
-def _export_onnx(
-    serving: formats.Serving,
-    export_dir: Path,
-    feed: dict[str, np.ndarray],
-    check: _ParityCheck,
-    note: Callable[[str], None],
-) -> dict[str, Any]:
-    name = "model.onnx"
-    with atomic_path(export_dir / name) as tmp:
-        note("converting to ONNX (tf2onnx)")
+def export_onnx(job: ExportJob) -> dict[str, Any]:
+    """Write a .onnx file with tf2onnx."""
+    with atomic_path(job.path) as tmp:
+        job.note("converting to ONNX (tf2onnx)")
         t0 = time.perf_counter()
-        formats.write_onnx(serving, tmp, {k: v[:2] for k, v in feed.items()})
+        formats.write_onnx(job.serving, tmp, {k: v[:2] for k, v in job.data.held_out_feed.items()})
         convert_seconds = time.perf_counter() - t0
-        note("checking parity (onnxruntime)")
-        runner, runtime = runtimes.load_onnx(tmp)
-        result = check(runner, runtime)
+        result = job.check(tmp)
         size = tmp.stat().st_size
         _publish(tmp)
-    return {
-        "format": "onnx",
-        "quantize": "none",
-        "file": name,
-        "size_bytes": size,
-        "parity": result,
-        "_convert_seconds": convert_seconds,
-    }
+    return {"size_bytes": size, "parity": result, "_convert_seconds": convert_seconds}
 
 
 def _record(export_dir: Path, key: str, entry: dict[str, Any]) -> None:
@@ -381,7 +367,7 @@ def _record(export_dir: Path, key: str, entry: dict[str, Any]) -> None:
         doc["exports"][key] = entry
         doc["updated"] = entry["created"]
         with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n", encoding="utf-8")
+            tmp.write_text(json.dumps(doc, indent=2, default=json_default) + "\n", encoding="utf-8")
             _publish(tmp)
 
 
@@ -407,12 +393,6 @@ def _publish(path: Path, directory: bool = False) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, (0o777 if directory else 0o666) & ~umask)
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
 
 
 def _replace_dir(new: Path, final: Path) -> None:
@@ -468,8 +448,8 @@ def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
     value = str(value).strip().lower().replace("-", "_")
     if value in choices:
         return value
-    close = difflib.get_close_matches(value, choices, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    close = did_you_mean(value, choices)
+    hint = f"{close} " if close else ""
     raise ConfigError(f"unknown value '{value}'", key=option, hint=f"{hint}choose one of {', '.join(choices)}")
 
 
@@ -522,11 +502,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _versions(fmt: str, runtime: str) -> dict[str, Optional[str]]:
+def _versions(row: table.ExportFormat, runtime: str) -> dict[str, Optional[str]]:
     from dlcli.versions import versions as library_versions
 
     versions: dict[str, Optional[str]] = {**library_versions(), "runtime": runtime}
-    if fmt == "onnx":
-        for dist in runtimes.ONNX_MODULES:
-            versions[dist] = runtimes.package_version(dist)
+    versions.update({dist: runtimes.package_version(dist) for dist in row.packages})
     return versions

@@ -25,8 +25,6 @@ import numpy as np
 
 from dlcli.errors import ExportError
 
-FORMATS = ("saved_model", "tflite", "onnx")
-QUANTIZE = ("none", "float16", "int8")
 SIGNATURE = "serving_default"
 
 

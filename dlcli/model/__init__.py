@@ -12,7 +12,7 @@ from dlcli.model.builder import build_model, make_layer
 from dlcli.model.ctc import BLANK_INDEX, PAD_VALUE, CTCSequenceAccuracy, ctc_greedy_decode
 from dlcli.model.io import load_model
 from dlcli.model.layers import PositionEmbedding
-from dlcli.model.resolve import build_callbacks, compile_model, resolve_loss, resolve_metrics, resolve_optimizer
+from dlcli.model.resolve import compile_model, resolve_loss, resolve_metrics, resolve_optimizer
 from dlcli.model.summary import summarize
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "PositionEmbedding",
     "BackbonePreprocess",
     "CTCSequenceAccuracy",
-    "build_callbacks",
     "build_model",
     "compile_model",
     "ctc_greedy_decode",

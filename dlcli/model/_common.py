@@ -16,7 +16,7 @@ import re
 from typing import Any, Iterable, Mapping, Optional
 
 from dlcli.config.suggest import closest, did_you_mean
-from dlcli.errors import ConfigError
+from dlcli.errors import cfg_error
 
 __all__ = [
     "cfg_error",
@@ -29,24 +29,6 @@ __all__ = [
     "short_message",
     "public_names",
 ]
-
-
-def cfg_error(cfg: Any, key: str, message: str, hint: Optional[str] = None) -> ConfigError:
-    """Return a ConfigError located at `key` (file and line where known).
-
-    Args:
-        cfg: the Config (or None for Python callers without one).
-        key: the dotted key path, e.g. `model.layers.3`.
-        message: what is wrong.
-        hint: a suggestion.
-
-    Returns:
-        The error, for the caller to raise.
-    """
-    locate = getattr(cfg, "error", None)
-    if callable(locate):
-        return locate(key, message, hint=hint)
-    return ConfigError(message, file=getattr(cfg, "source_file", None), key=key, hint=hint)
 
 
 def short_message(exc: BaseException, limit: int = 400) -> str:

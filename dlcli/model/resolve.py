@@ -15,14 +15,12 @@ so every name Keras knows works. dlcli adds only what Keras lacks:
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Mapping, Optional
 
 import keras
 
-from dlcli.config.graph import parse_entry
 from dlcli.config import refs
-from dlcli.model._common import cfg_error, check_kwargs, did_you_mean, import_dotted, public_names, short_message, user_object
+from dlcli.model._common import cfg_error, check_kwargs, did_you_mean, public_names, short_message, user_object
 from dlcli.model.ctc import CTCSequenceAccuracy
 
 # Names Keras has no object for; everything else goes through Keras.
@@ -382,47 +380,3 @@ def _check_ctc_logits(model: keras.Model, loss: Any, cfg: Any) -> None:
             cfg, "compile.loss", f"the ctc loss takes logits, but the last layer '{last.name}' applies softmax",
             hint="drop `activation: softmax` from the last layer (decoding takes the argmax either way)",
         )
-
-
-def build_callbacks(cfg: Any) -> list[keras.callbacks.Callback]:
-    """Build the Keras callbacks listed in `train.callbacks`.
-
-    Each entry is `ClassName` or `{ClassName: {kwargs}}` with a class from
-    `keras.callbacks` (EarlyStopping, ReduceLROnPlateau, TerminateOnNaN,
-    CSVLogger, ...) or a dotted import path to a custom Callback subclass.
-    ModelCheckpoint, BackupAndRestore and TensorBoard work when given file
-    paths; dlcli already checkpoints every run into its run folder.
-
-    Returns:
-        Fresh callback instances, in the config's order.
-
-    Raises:
-        ConfigError: at `train.callbacks.<i>` for an unknown callback, an
-            argument it does not take, or a value it rejects.
-    """
-    out: list[keras.callbacks.Callback] = []
-    for i, raw in enumerate(cfg.train.callbacks or []):
-        key = f"train.callbacks.{i}"
-        entry = parse_entry(raw, key, cfg=cfg, what="callback", graph=False)
-        class_name, kwargs = entry.class_name, entry.kwargs
-        cls = _callback_class(class_name, cfg=cfg, key=key)
-        check_kwargs(cls, kwargs, cfg=cfg, key=key, what=class_name)
-        if class_name in {"ModelCheckpoint", "BackupAndRestore", "OrbaxCheckpoint"}:
-            warnings.warn(f"{class_name} in train.callbacks: dlcli already checkpoints into the run folder "
-                          f"(checkpoints/, resumable with --resume)", UserWarning, stacklevel=2)
-        try:
-            out.append(cls(**kwargs))
-        except (ValueError, TypeError) as exc:
-            raise cfg_error(cfg, key, f"{class_name} rejected its arguments: {short_message(exc)}") from None
-    return out
-
-
-def _callback_class(name: str, *, cfg: Any, key: str) -> type:
-    if "." in name:
-        return import_dotted(name, cfg=cfg, key=key, kind="callback", base=keras.callbacks.Callback)
-    obj = getattr(keras.callbacks, name, None)
-    if isinstance(obj, type) and issubclass(obj, keras.callbacks.Callback) and name not in {"Callback", "CallbackList"}:
-        return obj
-    candidates = [n for n in public_names(keras.callbacks)
-                  if isinstance(getattr(keras.callbacks, n), type) and n not in {"Callback", "CallbackList", "History", "ProgbarLogger"}]
-    raise cfg_error(cfg, key, f"unknown callback '{name}'", hint=did_you_mean(name, candidates))

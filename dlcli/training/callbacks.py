@@ -276,3 +276,18 @@ class SignalGuard:
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+class EpochOrder(keras.callbacks.Callback):
+    """Tell the data pipeline which epoch begins, so that its shuffle
+    draws that epoch's order (`dlcli.data.pipeline.shuffle_each_epoch`):
+    a resumed run sees the batches an uninterrupted one would have.
+
+    Keras starts an epoch's data iterator after `on_epoch_begin`, in
+    `fit` as in dlcli's multi-worker loop.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from dlcli.data.pipeline import set_epoch
+
+        set_epoch(epoch)

@@ -468,13 +468,6 @@ def fit(
             try:
                 data = next(batches)
             except StopIteration:
-                if steps is not None:
-                    # model.fit opens the next epoch's iterator as soon as an
-                    # epoch of known length ends, and a fresh one again when
-                    # that epoch begins, so a reshuffling dataset skips one
-                    # shuffle order per epoch. Doing the same keeps the
-                    # epochs in the order a single-process run sees them.
-                    iter(x)
                 break
             cbs.on_train_batch_begin(step)
             logs = _pythonify(loop.train_step(data))

@@ -4,13 +4,13 @@ tidy-up after a killed process."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from dlcli.errors import RunError
 from dlcli.runs import CONFIG_FILE, DATA_SPEC_FILE, HISTORY_FILE, MODEL_FILE, RunFolder
 from dlcli.training import checkpoint as ckpt
 from dlcli.training import preflight
-from dlcli.training.phases import Phases, phase_of, total_epochs
+from dlcli.training.phases import total_epochs
 
 
 def resume_state(run_dir: Path, cfg: Any) -> ckpt.TrainState:
@@ -62,39 +62,3 @@ def tidy_resumed_folder(folder: RunFolder, state: ckpt.TrainState) -> None:
         write_history(folder.path, state.history)
     else:
         (folder.path / HISTORY_FILE).unlink(missing_ok=True)
-
-
-def position_training_data(ds: Any, model: Any, state: ckpt.TrainState, ranges: Phases, strategy: Any = None) -> None:
-    """Make the next epoch see the batches, in the order, that it would
-    have seen had the run never stopped.
-
-    A shuffled tf.data pipeline draws a new order each time an iterator is
-    created from it, so epoch k's order is that of the n-th iterator, n
-    counted from the start of the run. Keras 3's fit creates two per epoch
-    when the epoch length is known (one as the epoch starts, one when it
-    ends; keras/src/trainers/epoch_iterator.py), one otherwise, plus one
-    per fit call to build the model under a distribution strategy.
-    Creating the same number of iterators without reading them moves the
-    order on at no cost (no batch is produced).
-    """
-    if state.epoch == 0:
-        return
-    per_epoch = 2 if _cardinality(ds) is not None else 1
-    # Keras records the strategy a model was built under; fit then peeks
-    # at one batch per call (`_maybe_symbolic_build`).
-    # dlcli's multi-worker loop (distribute.run_fit) builds without a peek.
-    import tensorflow as tf
-
-    own_loop = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    per_fit = 1 if getattr(model, "_distribute_strategy", None) is not None and not own_loop else 0
-    n = state.epoch * per_epoch + (phase_of(ranges, state.epoch) - 1) * per_fit
-    for _ in range(n):
-        iter(ds)
-
-
-def _cardinality(ds: Any) -> Optional[int]:
-    try:
-        n = int(ds.cardinality())
-    except Exception:  # noqa: BLE001 - not a tf.data dataset
-        return None
-    return n if n > 0 else None

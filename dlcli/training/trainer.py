@@ -132,8 +132,13 @@ class Trainer:
 
         from dlcli.training.distribute import get_strategy
 
+        from dlcli.data.pipeline import set_epoch
+
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.cfg.seed)
+        # What reads the training data before fit (adapt, class weights)
+        # sees epoch 0's order, in a fresh run as in a resumed one.
+        set_epoch(0)
         policy = self.cfg.train.mixed_precision
         keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
         self.strategy, self.is_chief = get_strategy(self.cfg)
@@ -160,9 +165,10 @@ class Trainer:
         """Build, check against the data, adapt and compile the model
         (restoring a resumed run's checkpoint), and make the user's
         callbacks."""
-        from dlcli.model import build_callbacks, build_model, compile_model
+        from dlcli.model import build_model, compile_model
         from dlcli.model.adapt import adapt_model
         from dlcli.training.distribute import scale_learning_rate, steps_per_epoch
+        from dlcli.training.user_callbacks import build_callbacks
 
         cfg, bundle, state = self.cfg, self.bundle, self.state
         with self.strategy.scope():
@@ -178,8 +184,6 @@ class Trainer:
                 ckpt.restore(self.resume_dir, self.model, state, data_rng=prepare.data_rng(bundle))
             self.user_callbacks = build_callbacks(cfg)
         tracking.check(cfg, self.user_callbacks)  # a missing package: exit 2, nothing written
-        # Iterates the training data once: done before the data order is
-        # positioned for a resumed epoch, identically in every run.
         self.class_weight = prepare.class_weight(cfg, bundle)
         self.monitor = prepare.monitor(cfg, bundle)
         preflight.check(cfg, self.model, bundle, self.user_callbacks)  # what would fail mid-run: a config error now
@@ -205,7 +209,6 @@ class Trainer:
         self.state.total_epochs = self.phases[-1][1]
         self.state.finished = False
         self.state.history = phases.label_phases(self.state.history, self.phases)
-        resuming.position_training_data(self.bundle.train, self.model, self.state, self.phases, self.strategy)
         self.recorder = self.make_recorder(restore=resuming_unfinished)
 
     def make_recorder(self, restore: bool) -> Any:
@@ -232,10 +235,11 @@ class Trainer:
         )
 
     def callbacks(self) -> list[Any]:
-        """Every fit's callbacks: the user's first (the recorder checkpoints
-        what they did), trackers (TensorBoard, MLflow), the recorder, the
+        """Every fit's callbacks: the data's epoch order, the user's (the
+        recorder checkpoints what they did), trackers (TensorBoard, MLflow), the recorder, the
         progress display, extra ones (`dlcli tune` reports to Optuna and
         prunes with one)."""
+        from dlcli.training.callbacks import EpochOrder
         from dlcli.training.distribute import steps_per_epoch
         from dlcli.training.progress import Progress
 
@@ -244,7 +248,7 @@ class Trainer:
             self.console, self.recorder,
         )
         self.trackers = tracking.callbacks(self.cfg, self.folder.path, self.user_callbacks)
-        return [*self.user_callbacks, *self.trackers, self.recorder, progress, *self.extra_callbacks]
+        return [EpochOrder(), *self.user_callbacks, *self.trackers, self.recorder, progress, *self.extra_callbacks]
 
     def fit(self) -> None:
         """Fit each phase not done yet, under a signal guard; a failure or
