@@ -55,6 +55,8 @@ def segmentation_source(cfg: Any) -> DataBundle:
         DataError: no image with a mask, unreadable files with `strict`.
     """
     import tensorflow as tf
+
+    from dlcli.data.pipeline import shuffle_each_epoch
     from PIL import Image
 
     d, seed = cfg.data, int(cfg.seed)
@@ -91,7 +93,7 @@ def segmentation_source(cfg: Any) -> DataBundle:
             return None
         ds = tf.data.Dataset.from_tensor_slices((images[idx].astype(str), image_codes[idx], masks[idx].astype(str)))
         if training and d.shuffle_buffer > 0 and len(idx) > 1:
-            ds = ds.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
+            ds = shuffle_each_epoch(ds, len(idx), seed)  # an order per (seed, epoch)
         ds = ds.map(tf.autograph.experimental.do_not_convert(load), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.batch(d.batch_size).prefetch(tf.data.AUTOTUNE)
 
