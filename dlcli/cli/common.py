@@ -21,7 +21,9 @@ from dlcli.errors import DlcliError
 
 # stdout for results, stderr for everything around them.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False, soft_wrap=True)
+# Into a pipe or a file, result tables keep whole cells (for grep and awk)
+# instead of Rich's 80-column default.
+out_console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
 
 # Every option shared by several commands, defined once. Conventions: a
 # value's placeholder is an upper-case word (PATH, N, KEY=VALUE); a default
