@@ -161,7 +161,7 @@ register_reader(Reader(
 ))
 register_reader(Reader(
     "table", TABLE_EXTENSIONS, folders=False, accepts=("vector", "table"),
-    check="dlcli.data.inputs:check_table", records="dlcli.data.inputs:table_records",
+    check="dlcli.data.table_inputs:check_table", records="dlcli.data.table_inputs:table_records",
     what="CSV or Parquet rows",
 ))
 register_reader(Reader(
