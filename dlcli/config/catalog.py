@@ -63,6 +63,10 @@ EXTRA_METRICS = ("ctc_sequence_accuracy", "sequence_accuracy")
 # form adds `module` and `registered_name`, accepted so pasted configs work.
 REF_KEYS = ("class_name", "config", "module", "registered_name")
 
+# Layer arguments that take a layer (or a list of layers) as an entry.
+NESTED_LAYER_ARGS = ("layer", "backward_layer", "cell")
+NESTED_LAYER_LIST_ARGS = ("cells",)
+
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 
 # Layer arguments whose string values name a Keras object of a category.
@@ -508,6 +512,114 @@ def _live_registered(name: str) -> bool:
         return False
 
 
+def as_layer_entry(value: Any) -> Any:
+    """Keras's serialized `{class_name, config}` form of a nested layer (or
+    a list of them) as a config entry `{ClassName: {config}}`; a custom
+    class's `module` makes it a dotted path. Anything else as it is."""
+    if isinstance(value, list):
+        return [as_layer_entry(v) for v in value]
+    if not (isinstance(value, dict) and "class_name" in value and set(value) <= set(REF_KEYS)):
+        return value
+    name, module = str(value["class_name"]), value.get("module")
+    if module and not str(module).startswith("keras"):
+        name = f"{module}.{name}"
+    return {name: dict(value.get("config") or {})}
+
+
+def _check_nested_layers(kwargs: dict[str, Any], key_path: str, cfg: Optional["Config"]) -> None:
+    """Check the layers a wrapper takes as arguments (`Bidirectional:
+    {layer: {LSTM: {units: 8}}}`, `RNN: {cell: ...}`, `cells: [...]`)."""
+    for arg, value in kwargs.items():
+        if arg in NESTED_LAYER_LIST_ARGS and isinstance(value, list):
+            entries = [(f"{key_path}.{arg}.{i}", v) for i, v in enumerate(value)]
+        elif arg in NESTED_LAYER_ARGS:
+            entries = [(f"{key_path}.{arg}", value)]
+        else:
+            continue
+        for key, entry in entries:
+            entry = as_layer_entry(entry)
+            if isinstance(entry, str):
+                name, inner = entry, {}
+            elif isinstance(entry, dict) and len(entry) == 1:
+                ((name, inner),) = entry.items()
+            else:
+                continue  # not an entry: the builder says what is wrong
+            if not isinstance(inner, dict):
+                continue
+            check_layer_name(str(name), key, cfg=cfg)
+            check_layer_kwargs(str(name), inner, key, cfg=cfg)
+
+
+def _check_import_path(path: str, key_path: str, cfg: Optional["Config"]) -> None:
+    """Refuse a dotted path whose class is plainly not a Keras layer, read
+    from the module's source (nothing is imported: validate stays free of
+    TensorFlow). A module without source, or a class whose bases come
+    from elsewhere, is left to the builder."""
+    import ast
+
+    module, _, name = path.rpartition(".")
+    source = _module_source(module)
+    if source is None:
+        return
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    if name in classes and not _may_be_layer(classes[name], classes, set()):
+        raise _fail(cfg, key_path, f"'{path}' is not a Keras layer class (a subclass of keras.layers.Layer)")
+
+
+def _module_source(module: str) -> Optional[str]:
+    """The source of `module`, found without importing it (None if unknown)."""
+    import importlib.util
+    from pathlib import Path
+
+    if module in sys.modules:
+        origin = getattr(sys.modules[module], "__file__", None)
+    else:
+        top, *rest = module.split(".")
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            return None
+        origin = spec.origin if spec is not None else None
+        for part in rest:
+            if origin is None or not origin.endswith("__init__.py"):
+                return None
+            folder = Path(origin).parent
+            candidates = [folder / f"{part}.py", folder / part / "__init__.py"]
+            origin = next((str(c) for c in candidates if c.is_file()), None)
+    if not origin or not origin.endswith(".py"):
+        return None
+    try:
+        return Path(origin).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+# Bases that make a class plainly not a layer.
+_NOT_LAYER_BASES = frozenset({"object", "dict", "list", "tuple", "set", "str", "int", "float", "Exception", "type"})
+
+
+def _may_be_layer(node: Any, classes: dict[str, Any], seen: set[str]) -> bool:
+    """False when every base of the class is plainly not a layer."""
+    import ast
+
+    if not node.bases:
+        return False
+    for base in node.bases:
+        text = ast.unparse(base)
+        last = text.rsplit(".", 1)[-1]
+        if text in classes and text not in seen:
+            seen.add(text)
+            if _may_be_layer(classes[text], classes, seen):
+                return True
+        elif last not in _NOT_LAYER_BASES:
+            return True
+    return False
+
+
 def check_layer_name(class_name: str, key_path: str, *, cfg: Optional["Config"] = None) -> None:
     """Check that a layer class exists in Keras (or is dlcli's or an import path).
 
@@ -523,6 +635,7 @@ def check_layer_name(class_name: str, key_path: str, *, cfg: Optional["Config"] 
         return
     if "." in class_name:
         check_import_path(class_name, key_path, _locator(cfg), kind="layer")
+        _check_import_path(class_name, key_path, cfg)
         return
     cat = get_catalog()
     if cat is None or cat.dict_target("layers", class_name) is not None or _live_registered(class_name):
@@ -549,6 +662,7 @@ def check_layer_kwargs(class_name: str, kwargs: dict[str, Any], key_path: str, *
     if class_name == BACKBONE:
         _check_backbone(kwargs, key_path, cfg)
         return
+    _check_nested_layers(kwargs, key_path, cfg)
     cat = get_catalog()
     if cat is None or "." in class_name:
         return
