@@ -33,6 +33,7 @@ EVALUATION_FILE = "evaluation.json"
 CHECKPOINT_DIR = "checkpoints"
 PLOTS_DIR = "plots"
 EXPORT_DIR = "export"
+TENSORBOARD_DIR = "tensorboard"  # event logs, appended as training runs
 
 
 @contextlib.contextmanager
@@ -302,6 +303,8 @@ class RunFolder:
         self._created = list(created)
         # A resumed run's files as they were: `undo` puts them back.
         self._old_files = dict(old_files or {})
+        # TensorBoard event files already there: `undo` removes only newer ones.
+        self._old_events = set(self._events())
 
     @staticmethod
     def check_root(output: str | Path) -> None:
@@ -376,6 +379,13 @@ class RunFolder:
         for name, data in self._old_files.items():
             if data is not None:
                 atomic_write_bytes(self.path / name, data)
+        if self.resumed:
+            for p in set(self._events()) - self._old_events:
+                p.unlink(missing_ok=True)
+
+    def _events(self) -> Iterator[Path]:
+        folder = self.path / TENSORBOARD_DIR
+        return (p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else iter(())
 
     def discard(self) -> None:
         """Remove a scratch folder once its run is over."""

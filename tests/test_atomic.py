@@ -55,7 +55,11 @@ def test_every_run_file_is_renamed_into_place(tmp_path, monkeypatch):
     assert {p.name for p in files} >= {
         "config.yaml", "data_spec.json", "model.keras", "history.csv", "metrics.json", "history.png", "state.json"
     }
-    assert files <= renamed, sorted(str(p) for p in files - renamed)
+    # TensorBoard's event files are logs appended while training runs (a
+    # killed run leaves a shorter log that TensorBoard still reads), not
+    # results written once: everything else is renamed into place.
+    results = {p for p in files if "tensorboard" not in p.relative_to(result.run_dir).parts}
+    assert results <= renamed, sorted(str(p) for p in results - renamed)
 
 
 @pytest.mark.slow

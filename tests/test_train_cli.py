@@ -56,7 +56,12 @@ def test_run_folder_holds_what_design_promises(iris_run):
     _, run_dir = iris_run
     assert run_dir.is_dir()
     names = {p.name for p in run_dir.iterdir()}
-    assert names == {"config.yaml", "model.keras", "checkpoints", "history.csv", "metrics.json", "plots", "data_spec.json"}
+    expected = {"config.yaml", "model.keras", "checkpoints", "history.csv", "metrics.json", "plots", "data_spec.json"}
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        expected.add("tensorboard")  # events into the run folder by default when installed
+    assert names == expected
     assert (run_dir / "plots" / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ck = {p.name for p in (run_dir / "checkpoints").iterdir()}
     assert "state.json" in ck and "epoch-0003.weights.h5" in ck
@@ -123,7 +128,7 @@ def test_a_named_monitor_makes_the_model_its_best_epoch(runner, app, tmp_path):
     import keras
 
     result = runner.invoke(
-        app, ["train", str(IRIS), "--epochs", "5", "--json", "-o", str(tmp_path), "--set", "train.monitor=val_loss",
+        app, ["train", str(IRIS), "--epochs", "8", "--json", "-o", str(tmp_path), "--set", "train.monitor=val_loss",
               # a learning rate high enough for val_loss to go up and down
               "--set", "compile.optimizer={class_name: adam, config: {learning_rate: 0.2}}"],
     )
@@ -132,7 +137,7 @@ def test_a_named_monitor_makes_the_model_its_best_epoch(runner, app, tmp_path):
     rows = _history(run_dir)
     losses = [float(r["val_loss"]) for r in rows]
     best = losses.index(min(losses)) + 1
-    assert best < 5  # otherwise "best" and "last" cannot be told apart
+    assert best < 8  # otherwise "best" and "last" cannot be told apart
     state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert state["best_epoch"] == metrics["best"]["epoch"] == metrics["model_epoch"] == best

@@ -26,8 +26,7 @@ from typing import Any, Optional, Sequence
 import keras
 
 from dlcli.errors import ConfigError
-
-TENSORBOARD_DIR = "tensorboard"
+from dlcli.runs import TENSORBOARD_DIR
 
 
 def _installed(module: str) -> bool:
