@@ -18,18 +18,10 @@ from typer.testing import CliRunner
 from dlcli.cli import app
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
-# Per config: overrides that keep one epoch short on 2 CPU cores and
-# offline (the same as tests/test_train_configs.py): fewer samples or
-# pixels, no ImageNet download; the layers, loss and metrics stay.
-QUICK: dict[str, list[str]] = {
-    "ctc_digits": ["data.ctc.samples=600"],
-    "finetune_cats_dogs": [
-        "model.layers.0.Backbone.weights=null",
-        "data.image_size=[96, 96]",
-        "data.batch_size=8",
-        "finetune.fine_tune_epochs=1",
-    ],
-}
+# Per config: the overrides of tests/test_train_configs.py that keep one
+# epoch short on 2 CPU cores and offline; the layers, loss and metrics stay.
+from test_train_configs import QUICK  # noqa: E402
+
 runner = CliRunner()
 
 
@@ -47,6 +39,11 @@ def fake_mnist(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     make_demo_image_folder(tmp_path / "cats_dogs", n_per_class=12, size=64, corrupt=False)
+    make_demo_image_folder(tmp_path / "PetImages", n_per_class=12, size=40, corrupt=False)
+    rng = np.random.default_rng(0)
+    # IMDB reviews as token ids (200 per review), FordA as short series.
+    np.savez(tmp_path / "imdb_200.npz", x=rng.integers(1, 20000, (48, 200)), y=rng.integers(0, 2, 48))
+    np.savez(tmp_path / "forda.npz", x=rng.normal(size=(48, 40, 1)).astype("float32"), y=rng.integers(0, 2, 48))
     path = install_fake_mnist(tmp_path, monkeypatch)
     return path
 
@@ -68,6 +65,9 @@ def _raw_samples(spec: dict, fake_mnist: Path) -> np.ndarray:
     if source == "mnist":
         with np.load(fake_mnist) as f:
             return f["x_test"][:6].astype(np.float32)
+    if source == "npz":
+        with np.load(spec["path"]) as f:
+            return f["x"][:6]
     if source == "digits":
         return skd.load_digits().images[:6].astype(np.float32)
     return getattr(skd, f"load_{source}")().data[:6].astype(np.float32)
