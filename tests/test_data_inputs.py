@@ -66,7 +66,7 @@ def test_missing_path_and_wrong_kinds_fail_before_any_batch(demo, tmp_path):
     (tmp_path / "t.csv").write_text("a,b\n1,2\n")
     for paths, message in (
         ([good, str(tmp_path / "missing.png")], "does not exist"),
-        ([str(tmp_path / "notes.txt")], "unsupported input"),
+        ([str(tmp_path / "notes.txt")], "is a TXT file, but this model takes images"),
         ([str(tmp_path / "t.csv")], "is a CSV file, but this model takes images"),
     ):
         with pytest.raises(DataError, match=message) as err:
@@ -213,8 +213,10 @@ def test_file_that_fails_to_decode_mid_batch_is_an_error_and_the_rest_predicts(d
             if wx is not None:
                 np.testing.assert_allclose(x, wx, atol=1e-4)
         errors = dict(e for _, _, es in got for e in es)
-        assert errors[str(folder / "cat_0002a.png")].startswith("cannot decode (Invalid PNG data")
-        assert errors[str(folder / "zz_last.png")].startswith("cannot decode")
+        # The pre-flight check now finds pixel data that does not inflate
+        # (issue 11); a file it lets through still fails in the decoder.
+        assert errors[str(folder / "cat_0002a.png")].startswith(("corrupt PNG (its pixel data", "cannot decode (Invalid PNG data"))
+        assert errors[str(folder / "zz_last.png")].startswith(("corrupt PNG", "cannot decode"))
         assert errors[str(folder / "cat_0004.txt")].startswith("not an image file")
         assert sum(len(n) for n, _, _ in got) == 6
 

@@ -49,7 +49,7 @@ LOOP_VS_FIT = """
         rng = np.random.default_rng(0)
         x = rng.normal(size=(230, 6)).astype("float32")
         y = ((x[:, 0] + x[:, 1] > 0).astype("int64") + (x[:, 2] > 0.7)).astype("int64")
-        train = tf.data.Dataset.from_tensor_slices((x[:197], y[:197])).shuffle(197, seed=1).batch(batch)
+        train = tf.data.Dataset.from_tensor_slices((x[:197], y[:197])).shuffle(197, seed=1, reshuffle_each_iteration=False).batch(batch)  # dlcli pipelines draw each epoch from (seed, epoch); a fixed order here keeps loop and fit on the same batches whatever iterators each makes
         return train, tf.data.Dataset.from_tensor_slices((x[197:], y[197:])).batch(batch)
 
     class Recorder(keras.callbacks.Callback):

@@ -136,12 +136,14 @@ class Trainer:
 
         keras.backend.clear_session()
         keras.utils.set_random_seed(self.cfg.seed)
+        policy = self.cfg.train.mixed_precision
+        keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
+        # The strategy first: a multi-worker strategy must be made before any
+        # TensorFlow variable exists (collective ops are set up at start-up).
+        self.strategy, self.is_chief = get_strategy(self.cfg)
         # What reads the training data before fit (adapt, class weights)
         # sees epoch 0's order, in a fresh run as in a resumed one.
         set_epoch(0)
-        policy = self.cfg.train.mixed_precision
-        keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
-        self.strategy, self.is_chief = get_strategy(self.cfg)
 
     def prepare_data(self) -> None:
         """Load the data; say what was found and what the data check
