@@ -41,7 +41,7 @@ _SCALE = '''
 import keras
 
 
-class Scale(keras.layers.Layer):
+class SidefxScale(keras.layers.Layer):
     def __init__(self, factor=1.0, **kwargs):
         super().__init__(**kwargs)
         self.factor = factor
@@ -72,7 +72,7 @@ def _forget(*packages: str) -> None:
     for name in list(sys.modules):
         if name.split(".")[0] in packages:
             del sys.modules[name]
-    for key in ("Scale", "Dense"):
+    for key in ("SidefxScale", "Dense"):
         obj = keras.saving.get_custom_objects().get(key)
         if obj is not None and obj.__module__.split(".")[0] in packages:
             del keras.saving.get_custom_objects()[key]
@@ -95,7 +95,7 @@ def pkgs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def custom_run(pkgs, tmp_path_factory) -> Path:
-    """A real 1-epoch iris run whose first layer is sidefx.layers.Scale."""
+    """A real 1-epoch iris run whose first layer is sidefx.layers.SidefxScale."""
     import os
 
     import yaml
@@ -105,7 +105,7 @@ def custom_run(pkgs, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("custom")
     os.environ["DLCLI_TEST_MARKER"] = str(work / "setup-marker")
     cfg = yaml.safe_load(IRIS.read_text())
-    cfg["model"]["layers"].insert(0, {"sidefx.layers.Scale": {"factor": 0.5}})
+    cfg["model"]["layers"].insert(0, {"sidefx.layers.SidefxScale": {"factor": 0.5}})
     cfg["name"] = "custom"
     run = api.train(cfg, epochs=1, output=work / "runs", progress="none").run_dir
     _forget("sidefx", "shadow")
@@ -134,14 +134,14 @@ def _refingerprint(run: Path) -> None:
 
 
 def _shadow(run: Path) -> None:
-    """The Scale layer becomes shadow.layers.Dense, saved as plain 'Dense'."""
-    text = (run / "config.yaml").read_text().replace("sidefx.layers.Scale", "shadow.layers.Dense")
+    """The SidefxScale layer becomes shadow.layers.Dense, saved as plain 'Dense'."""
+    text = (run / "config.yaml").read_text().replace("sidefx.layers.SidefxScale", "shadow.layers.Dense")
     text = text.replace("factor: 0.5", "units: 4")
     (run / "config.yaml").write_text(text)
     _refingerprint(run)
 
     def edit(config):
-        layer = next(lay for lay in config["config"]["layers"] if lay["class_name"] == "Scale")
+        layer = next(lay for lay in config["config"]["layers"] if lay["class_name"] == "SidefxScale")
         layer.update(module="shadow.layers", class_name="Dense", registered_name="Dense")
         layer["config"] = {**layer["config"], "units": 4}
         layer["config"].pop("factor", None)
