@@ -1,51 +1,48 @@
-"""Cleaning up after an HDF5 write that failed (a full disk)."""
+"""Writing `.weights.h5` files so that a full disk is a plain write error.
+
+HDF5 writing straight to disk fails badly when the disk fills: Keras leaves
+the half-written file open, h5py prints its objects' failed flushes as
+tracebacks after dlcli's own message, and HDF5 can crash the process at
+exit (a segfault, exit 139). Here HDF5 builds the file in memory and one
+ordinary Python write puts it on disk, through `atomic_path`: a full disk
+is then an `OSError` naming the file, nothing of HDF5 is left open, and no
+half-written file stays behind.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
+import io
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
+
+from dlcli.runs import atomic_path
 
 
-def release_failed_file(exc: OSError, path: Path) -> None:
-    """Close an HDF5 file a failed write (a full disk) left open at `path`.
+class _WeightsBuffer(io.BytesIO):
+    """An in-memory file Keras accepts as a `.weights.h5` target: Keras
+    checks the name's suffix with `str()`, and h5py writes into file
+    objects."""
 
-    Keras does not close it; left to the garbage collector, h5py prints
-    each of its objects' failed flush as a traceback and HDF5 crashes the
-    process at exit (a segfault after dlcli's own message).
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._name = name
+
+    def __str__(self) -> str:
+        return self._name
+
+
+def save_weights(model: Any, path: Path) -> None:
+    """Write `model.save_weights` to `path` atomically.
+
+    Raises:
+        OSError: the file could not be written (its `filename` is `path`);
+            any previous `path` is untouched.
     """
-    h5py = sys.modules.get("h5py")
-    if h5py is None:
-        return
-    import gc
-    import traceback
-
-    hook = sys.unraisablehook
-
-    def quiet(unraisable: Any) -> None:
-        # The dying objects of the failed file report their failed flush,
-        # now or at exit: noise after dlcli's own message.
-        if "h5py" not in repr(getattr(unraisable, "object", "")):
-            hook(unraisable)
-
-    sys.unraisablehook = quiet
+    path = Path(path)
+    buffer = _WeightsBuffer(path.name)
+    model.save_weights(buffer)
     try:
-        seen: set[int] = set()
-        link: Optional[BaseException] = exc
-        while link is not None and id(link) not in seen:  # Keras may re-raise: its frames hold the file
-            seen.add(id(link))
-            traceback.clear_frames(link.__traceback__)
-            link = link.__context__ or link.__cause__
-        gc.collect()
-        for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
-            with contextlib.suppress(Exception):
-                if os.path.abspath(h5py.h5f.get_name(fid).decode()) != os.path.abspath(path):
-                    continue
-                with contextlib.suppress(Exception):
-                    fid._close_open_objects(h5py.h5f.OBJ_LOCAL | ~h5py.h5f.OBJ_FILE)
-                fid.close()
-        gc.collect()
-    except Exception:  # noqa: BLE001 - best effort: the write error itself is what the user sees
-        pass
+        with atomic_path(path, suffix=".weights.h5") as tmp, open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None

@@ -58,11 +58,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             # mkstemp creates 0600; give the file the usual umask permissions.
             os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
-    except BaseException as exc:
-        if isinstance(exc, OSError):
-            from dlcli.hdf5 import release_failed_file
-
-            release_failed_file(exc, tmp_path)
+    except BaseException:
         with contextlib.suppress(OSError):
             if tmp_path.is_dir():
                 import shutil

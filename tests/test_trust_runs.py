@@ -95,5 +95,8 @@ def test_disk_full_during_a_checkpoint_exits_1(tmp_path):
         assert res.returncode == 1, res.stderr[-2000:]
         errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1 and "cannot write" in errors[0] and "No space left" in errors[0]
+        assert "Traceback" not in res.stderr and "h5py" not in res.stderr
+        run = small / "runs" / "cnn_digits" / "1"
+        assert list((run / "checkpoints").iterdir()) == [] and not (run / "model.keras").exists()
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)

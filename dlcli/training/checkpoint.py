@@ -37,6 +37,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from dlcli.errors import RunError
+from dlcli.hdf5 import save_weights
 from dlcli.runs import CHECKPOINT_DIR, atomic_path, atomic_write_json
 
 STATE_FILE = "state.json"
@@ -295,8 +296,7 @@ def save(
     ckdir = checkpoint_dir(run_dir)
     ckdir.mkdir(parents=True, exist_ok=True)
     name = _WEIGHTS.format(state.epoch)
-    with atomic_path(ckdir / name, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
+    save_weights(model, ckdir / name)
 
     entries: list[dict[str, Any]] = []
     arrays: dict[str, np.ndarray] = {}
@@ -340,8 +340,7 @@ def save_best(run_dir: Path, model: Any, epoch: int) -> str:
     The file becomes current when the next checkpoint's state.json names it.
     """
     name = _BEST.format(epoch)
-    with atomic_path(checkpoint_dir(run_dir) / name, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
+    save_weights(model, checkpoint_dir(run_dir) / name)
     return name
 
 
