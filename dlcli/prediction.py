@@ -175,7 +175,7 @@ class _Head:
         names = target.class_names
         self.top_k = min(top_k, len(names)) if names else 1
         self.save_dir = Path(save_dir) if save_dir is not None else None
-        self._decode = _ctc_decoder(rm) if target.kind == "ctc" else None
+        self._decode = _ctc_decoder(rm, target) if target.kind == "ctc" else None
 
     def fields(self) -> list[str]:
         kind = self.target.kind
@@ -281,16 +281,14 @@ def _flat_width(model: Any, name: Optional[str] = None) -> Optional[int]:
     return int(np.prod(shape[1:]))
 
 
-def _ctc_decoder(rm: RunModel):
-    """Greedy CTC decoding of a batch of outputs into strings."""
+def _ctc_decoder(rm: RunModel, target: Target):
+    """Greedy CTC decoding of a batch of outputs into strings (through the
+    vocabulary saved with the run, see `dlcli.data.vocab`)."""
+    from dlcli.data.vocab import decode_sequences
     from dlcli.model import ctc_greedy_decode
 
-    charset = rm.spec.charset or rm.spec.class_names or []
-
-    def decode(out: np.ndarray) -> list[str]:
-        return ["".join(str(charset[i]) if i < len(charset) else "?" for i in seq) for seq in ctc_greedy_decode(out)]
-
-    return decode
+    charset = target.class_names or rm.spec.charset or rm.spec.class_names
+    return lambda out: decode_sequences(ctc_greedy_decode(out), charset, rm.spec.token_separator)
 
 
 def _read_ahead(items: Iterator[Any], depth: int) -> Iterator[Any]:

@@ -65,6 +65,7 @@ class DataConfig(_Section):
     masks: Optional[str] = Field(None, description="image_dir: a folder of per-pixel class masks (PNG, pixel value = class index), matched to the images by file stem; the target of a segmentation model.")
     strict: bool = Field(False, description="image_dir: corrupt or non-image files are an error instead of being skipped.")
     ctc: Optional[dict[str, Any]] = Field(None, description="source ctc_digits: {length: digits per string, samples: how many strings}.")
+    vocabulary: Optional[dict[str, Any]] = Field(None, description="csv / parquet / npz with loss ctc: how string targets (\"3 1 4\", \"hello\") become label sequences, {tokens: a list or a string of characters (default: learned from the training split), split: character | whitespace}. Token i is class i + 1 (0 is the CTC blank).")
 
 
 class BlockConfig(_Section):

@@ -11,7 +11,9 @@ Label modes:
     onehot: float32 one-hot rows, shape (n, num_classes)
     binary: float32 0/1, shape (n, 1)
     float: float32 targets, shape (n,) or (n, k) (regression)
-    ctc: int32 label sequences padded with Keras's mask index (ctc_digits)
+    ctc: int32 label sequences padded with Keras's mask index (ctc_digits;
+        npz / csv / parquet integer arrays, or strings through
+        `dlcli.data.vocab`)
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def choose_label_mode(cfg: Any, *, classification: bool, source: str) -> str:
     if mode == "ctc":
         raise cfg_error(
             cfg, "compile.loss", f"the CTC loss needs label sequences, but {source} has one label per sample",
-            hint="use data.source: ctc_digits, or a classification loss",
+            hint="give padded integer label arrays or strings with data.vocabulary (npz, csv, parquet), "
+            "use data.source: ctc_digits, or a classification loss",
         )
     if not classification and mode in ("int", "onehot", "binary"):
         raise cfg_error(
@@ -112,7 +115,7 @@ def encode_labels(cfg: Any, y: np.ndarray, mode: str, num_classes: Optional[int]
         ConfigError: at `compile.loss` for a binary loss on more than two
             classes.
     """
-    if mode == "int":
+    if mode in ("int", "ctc"):
         return np.asarray(y, dtype=np.int32)
     if mode == "onehot":
         return np.eye(num_classes, dtype=np.float32)[np.asarray(y, dtype=np.int64)]

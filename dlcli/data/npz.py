@@ -29,6 +29,7 @@ from dlcli.data._util import cfg_error, split_indices
 from dlcli.data.arrays import ArraySet, assemble, finish
 from dlcli.data.bundle import DataBundle
 from dlcli.data.labels import TASKS, encode_labels, loss_label_mode
+from dlcli.data.vocab import encode_transcripts, token_separator
 from dlcli.errors import DataError
 
 SPLITS = ("val", "test")
@@ -47,8 +48,12 @@ def npz_source(cfg: Any) -> DataBundle:
     path = _data_path(cfg, "npz", (".npz",))
     arrays = read_npz(path)
     inputs, targets, weight = _roles(cfg, arrays, path)
-    plain = inputs == ["x"] and targets == ["y"] and weight is None and not _has_split(arrays, "x", "val")
+    # CTC labels (padded sequences or strings) are shaped per target, as
+    # named arrays are.
+    plain = (inputs == ["x"] and targets == ["y"] and weight is None and not _has_split(arrays, "x", "val")
+             and loss_label_mode(cfg.compile.loss) != "ctc")
     if plain:
+        token_separator(cfg, [])  # no string CTC target here: data.vocabulary is an error
         return finish(cfg, _plain_set(cfg, arrays, path))
     return _named_bundle(cfg, arrays, path, inputs, targets, weight)
 
@@ -223,7 +228,7 @@ def _named_bundle(cfg: Any, arrays: dict, path: Path, inputs: list[str], targets
         "source": "npz", "path": str(path), "task": first["task"], "label_mode": first["label_mode"],
         "class_names": first["class_names"], "num_classes": first["num_classes"], "input_kind": "array",
         "sequence": False, "target": targets if len(targets) > 1 else targets[0], "sample_weight": weight,
-        "outputs": outputs,
+        "outputs": outputs, "token_separator": token_separator(cfg, outputs),
     }
     if first["class_names"] and first["label_mode"] == "int":
         spec["class_counts"] = np.bincount(parts["train"][first["name"]], minlength=first["num_classes"]).tolist()
@@ -285,6 +290,9 @@ def _encode_target(cfg: Any, arrays: dict, path: Path, name: str, index: int, ys
     if names is not None:
         mode = wanted if wanted in ("int", "onehot", "binary") else "int"
         encoded = {k: encode_labels(cfg, v, mode, len(names)) for k, v in values.items()}
+    elif wanted == "ctc" and train.dtype.kind in "USO":
+        encoded, names, _ = encode_transcripts(cfg, values, f"{path.name}'s {name}")
+        mode = "ctc"
     elif wanted in ("int", "ctc"):
         if train.ndim == 1 or not np.all(np.mod(train, 1) == 0):
             key = f"compile.loss.{name}" if isinstance(cfg.compile.loss, dict) else "compile.loss"

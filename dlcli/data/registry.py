@@ -200,7 +200,7 @@ register_source(Source(
     "image_dir", "dlcli.data.images:image_dir_source", "file", path="folder", reader="image", options=("masks",),
     doc="a folder of class folders of images (or train/ val/ test/ splits of them)",
 ))
-_TABLE_OPTIONS = ("column_types", "crosses", "window", "encoding")
+_TABLE_OPTIONS = ("column_types", "crosses", "window", "vocabulary", "encoding")
 register_source(Source(
     "text_dir", "dlcli.data.text_audio:text_dir_source", "file", path="folder", reader="text",
     doc="a folder of class folders of .txt files (raw strings, keras.utils.text_dataset_from_directory)",
@@ -219,7 +219,7 @@ register_source(Source(
 ))
 register_source(Source(
     "npz", "dlcli.data.npz:npz_source", "file", path="file", suffixes=(".npz",),
-    reader="array", doc="a NumPy .npz file of arrays x and y",
+    options=("vocabulary",), reader="array", doc="a NumPy .npz file of arrays x and y",
 ))
 register_source(Source(
     "ctc_digits", "dlcli.data.ctc:ctc_digits_source", "generated", options=("ctc",), reader="image",

@@ -137,6 +137,7 @@ class DataSpec(_Strict):
     ctc: Optional[dict[str, Any]] = None
     source_pools: Optional[dict[str, int]] = None
     charset: Optional[list[str]] = None
+    token_separator: Optional[str] = Field(None, description="What decoded CTC tokens are joined with (data.vocabulary's split: '' or ' ').")
 
     @classmethod
     def read(cls, data: Union["DataSpec", Mapping[str, Any]]) -> "DataSpec":

@@ -26,6 +26,7 @@ from dlcli.data.columns import Column, check_groups, feature_space, head, plan_c
 from dlcli.data.labels import TASKS, encode_labels, loss_label_mode, loss_name
 from dlcli.data.spec import ColumnSpec, DataSpec, OutputSpec
 from dlcli.data.table import read_table
+from dlcli.data.vocab import token_separator, transcript_target
 from dlcli.errors import DataError
 
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
@@ -105,8 +106,11 @@ def _loss_of(cfg: Any, target: str, single: bool) -> Any:
     return loss
 
 
-def encode_target(cfg: Any, path: Path, table: Any, target: str, single: bool) -> tuple[OutputSpec, np.ndarray]:
-    """One target column as labels for its loss, and what it holds.
+def encode_target(cfg: Any, path: Path, table: Any, target: str, single: bool,
+                  train_rows: Optional[int] = None) -> tuple[OutputSpec, np.ndarray]:
+    """One target column as labels for its loss, and what it holds
+    (`train_rows`: how many of the table's first rows are training rows,
+    where a CTC vocabulary is learned).
 
     Raises:
         DataError: an empty target cell, or a word where a regression
@@ -122,6 +126,8 @@ def encode_target(cfg: Any, path: Path, table: Any, target: str, single: bool) -
                         + (f" ({col.null_count} rows)" if col.null_count > 1 else ""))
     loss = _loss_of(cfg, target, single)
     mode = loss_label_mode(loss)
+    if mode == "ctc":
+        return transcript_target(cfg, path, col, target, table.num_rows if train_rows is None else train_rows)
     numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
     whole = numeric and (pa.types.is_integer(col.type) or bool(pc.all(pc.equal(col, pc.floor(col))).as_py()))
     if mode == "float" or (mode is None and numeric and not whole):
@@ -134,8 +140,6 @@ def encode_target(cfg: Any, path: Path, table: Any, target: str, single: bool) -
     y = pc.index_in(col, value_set=values).to_numpy().astype(np.int64)
     if mode is None:
         mode = "int"
-    if mode == "ctc":
-        raise cfg_error(cfg, "compile.loss", f"the CTC loss needs label sequences, but {target} has one label per row")
     return OutputSpec(name=target, task=TASKS[mode], label_mode=mode, class_names=names, num_classes=len(names), shape=[]), y
 
 
@@ -239,7 +243,7 @@ def _labels(cfg: Any, path: Path, tables: dict[str, Any], targets: list[str]) ->
     whole = pa.concat_tables([t.select(targets) for t in present])
     outputs, ys = [], {}
     for target in targets:
-        out, y = encode_target(cfg, path, whole, target, len(targets) == 1)
+        out, y = encode_target(cfg, path, whole, target, len(targets) == 1, train_rows=present[0].num_rows)
         outputs.append(out)
         ys[target] = y
     result: dict[str, Any] = {}
@@ -271,8 +275,9 @@ def _bundle(cfg: Any, path: Path, tables: dict[str, Any], plan: list[Column], ta
         columns=[ColumnSpec(name=c.name, type=c.type, dtype=c.dtype, fill=c.fill, input=c.group) for c in plan],
         outputs=outputs if len(outputs) > 1 else None, sample_weight=d.sample_weight, encoding=d.encoding,
         counts={s: 0 if t is None else t.num_rows for s, t in tables.items()},
+        token_separator=token_separator(cfg, outputs),
     )
-    if first.class_names and len(outputs) == 1:
+    if first.class_names and len(outputs) == 1 and first.task != "ctc":
         spec.class_counts = np.bincount(np.asarray(labels["train"]).reshape(-1).astype(np.int64)
                                         if first.label_mode != "onehot" else np.asarray(labels["train"]).argmax(1),
                                         minlength=first.num_classes).tolist()
