@@ -148,6 +148,15 @@ def feature_space(columns: list[Column], crosses: list[dict[str, Any]], cfg: Any
         raise cfg_error(cfg, "data.column_types", f"FeatureSpace: {exc}") from None
 
 
+def mark_adapted(fs: Any) -> None:
+    """Tell `dlcli.model.adapt` that the FeatureSpace's layers hold their
+    adapted state already (it adapts what is left in the model once, not
+    these a second time over the same rows)."""
+    for layer in fs.preprocessors.values():
+        for sub in getattr(layer, "_flatten_layers", lambda: [layer])():
+            sub.dlcli_adapted = True
+
+
 def head(columns: list[Column], fs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The raw-row inputs (one per column) and the tensor each model input
     gets: the concatenated FeatureSpace encodings of its columns, or a

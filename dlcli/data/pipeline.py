@@ -195,9 +195,22 @@ def table_dataset(
     parts = (x, y) if w is None else (x, y, w)
     n = len(next(iter(x.values())))
     if not (training and shuffle and n > 1):
-        return tf.data.Dataset.from_tensor_slices(parts).batch(batch_size).prefetch(AUTOTUNE)
+        return array_batches(parts, batch_size).prefetch(AUTOTUNE)
     tensors = tf.nest.map_structure(tf.convert_to_tensor, parts)
     idx = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     gather = tf.autograph.experimental.do_not_convert(
         lambda i: tf.nest.map_structure(lambda t: tf.gather(t, i), tensors))
     return idx.map(gather, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+
+
+def array_batches(arrays: Any, batch_size: int) -> tf.data.Dataset:
+    """Batches of in-memory arrays (any nest of them, same first
+    dimension) in their stored order, each batch one slice of every array:
+    no per-row work, unlike `from_tensor_slices(...).batch(...)`, which
+    takes rows one by one (minutes for a million rows)."""
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, arrays)
+    n = int(tf.nest.flatten(tensors)[0].shape[0])
+    size = int(batch_size)
+    cut = tf.autograph.experimental.do_not_convert(
+        lambda s: tf.nest.map_structure(lambda t: t[s:s + size], tensors))
+    return tf.data.Dataset.range(0, n, size).map(cut, num_parallel_calls=AUTOTUNE, deterministic=True)

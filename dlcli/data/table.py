@@ -67,8 +67,16 @@ def _check_encoding(encoding: Optional[str]) -> str:
     return enc
 
 
-def read_table(path: Path, *, encoding: Optional[str] = None, columns: Optional[Sequence[str]] = None) -> Any:
-    """A CSV or Parquet file as a typed `pyarrow.Table`.
+def read_table(path: Path, *, encoding: Optional[str] = None, columns: Optional[Sequence[str]] = None,
+               float32: Sequence[str] = ()) -> Any:
+    """A CSV or Parquet file as a typed `pyarrow.Table`; the columns in
+    `float32` that hold floats are read as float32 (what the model takes:
+    half the memory of float64).
+
+    A CSV is read with the column types of its first rows given to the
+    parser (no type inference over the whole file); when a later row does
+    not fit them (a word in a number column, a fraction in a whole-number
+    one) the file is read again with the types pyarrow infers.
 
     Raises:
         DataError: the file cannot be read, is empty, or is not valid text in
@@ -81,16 +89,42 @@ def read_table(path: Path, *, encoding: Optional[str] = None, columns: Optional[
             import pyarrow.parquet as pq
 
             table = pq.read_table(path, columns=list(columns) if columns else None)
+            narrow = {n: pa.float32() for n in float32 if n in table.column_names and pa.types.is_float64(table.schema.field(n).type)}
+            table = table.cast(pa.schema([pa.field(f.name, narrow.get(f.name, f.type)) for f in table.schema])) if narrow else table
         else:
-            import pyarrow.csv as pcsv
-
-            read, parse, convert = _csv_options(path, encoding, columns)
-            table = pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+            table = _read_csv(path, encoding, columns, float32)
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise _read_error(path, encoding, exc) from None
     if table.num_columns == 0:
         raise DataError(f"{path} is empty: a table source needs a header line and rows")
     _check_text(path, encoding, table)
+    return table
+
+
+def _read_csv(path: Path, encoding: Optional[str], columns: Optional[Sequence[str]], float32: Sequence[str]) -> Any:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    try:
+        first = read_schema(path, encoding=encoding)
+    except DataError:
+        first = None
+    types = {} if first is None else {
+        f.name: pa.float32() if f.name in float32 and pa.types.is_floating(f.type) else f.type
+        for f in first if f.name in (columns or first.names) and (
+            pa.types.is_floating(f.type) or pa.types.is_integer(f.type) or pa.types.is_string(f.type))}
+    if types:
+        read, parse, convert = _csv_options(path, encoding, columns, types)
+        try:
+            return pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        except pa.ArrowInvalid as exc:
+            if "conversion" not in str(exc).lower():  # not a type that failed: a real error
+                raise
+    read, parse, convert = _csv_options(path, encoding, columns)
+    table = pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    narrow = [i for i, f in enumerate(table.schema) if f.name in float32 and pa.types.is_float64(f.type)]
+    for i in narrow:
+        table = table.set_column(i, table.field(i).name, table.column(i).cast(pa.float32()))
     return table
 
 
@@ -152,6 +186,8 @@ def read_schema(path: Path, *, encoding: Optional[str] = None) -> Any:
     import pyarrow.csv as pcsv
 
     read, parse, convert = _csv_options(path, encoding, None)
+    # One small block, one thread: the first rows decide the types.
+    read.block_size, read.use_threads = 1 << 20, False
     try:
         reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
         first = reader.read_next_batch()

@@ -16,19 +16,21 @@ buffer of it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from dlcli.data._util import cfg_error, did_you_mean, short_list, split_indices
 from dlcli.data.bundle import DataBundle
-from dlcli.data.columns import Column, check_groups, feature_space, head, plan_columns
+from dlcli.data.columns import Column, check_groups, feature_space, head, mark_adapted, plan_columns
 from dlcli.data.labels import TASKS, encode_labels, loss_label_mode, loss_name
 from dlcli.data.spec import ColumnSpec, DataSpec, OutputSpec
 from dlcli.data.table import read_table
 from dlcli.data.vocab import token_separator, transcript_target
 from dlcli.errors import DataError
 
+# Rows per batch when preprocessing layers adapt (large: adapt runs Python per batch).
+_ADAPT_BATCH = 65536
 _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 
@@ -154,11 +156,24 @@ def _take(table: Any, idx: np.ndarray) -> Any:
     return table.take(idx) if len(idx) != table.num_rows else table
 
 
-def split_tables(cfg: Any, path: Path, columns: list[str]) -> dict[str, Any]:
+def float_features(cfg: Any, features: list[str]) -> list[str]:
+    """The feature columns whose floats the model takes as float32 (all but
+    those `data.column_types` makes categories or text)."""
+    declared = cfg.data.column_types or {}
+
+    def kind(c: str) -> str:
+        raw = declared.get(c)
+        return str(raw.get("type", "") if isinstance(raw, dict) else raw)
+
+    return [c for c in features if c not in declared or kind(c).startswith("float") or kind(c) == "passthrough"]
+
+
+def split_tables(cfg: Any, path: Path, columns: list[str], floats: Sequence[str] = ()) -> dict[str, Any]:
     """{"train", "val", "test"} tables (val / test None when there are none):
-    from their own files, or held out of `data.path`."""
+    from their own files, or held out of `data.path`; the `floats` columns'
+    floats read as float32."""
     d = cfg.data
-    table = read_table(path, encoding=d.encoding, columns=columns)
+    table = read_table(path, encoding=d.encoding, columns=columns, float32=floats)
     if table.num_rows == 0:
         raise DataError(f"{path} has a header but no rows")
     check_numbers(path, table)
@@ -170,10 +185,11 @@ def split_tables(cfg: Any, path: Path, columns: list[str]) -> dict[str, Any]:
         import pyarrow.compute as pc
 
         strat = pc.index_in(table.column(first), value_set=pc.unique(table.column(first))).to_numpy(zero_copy_only=False)
+    del table  # the splits below are copies: the whole file need not stay too
     for split, key, fraction in (("test", "test_path", d.test_split), ("val", "validation_path", d.validation_split)):
         if getattr(d, key):
             other = file_path(cfg, key)
-            t = read_table(other, encoding=d.encoding, columns=columns)
+            t = read_table(other, encoding=d.encoding, columns=columns, float32=floats)
             check_numbers(other, t)
             try:
                 out[split] = t.cast(out["train"].schema)
@@ -222,7 +238,7 @@ def table_source(cfg: Any) -> DataBundle:
     features, groups = _columns(cfg, names, path)
     targets = targets_of(cfg)
     extra = [d.sample_weight] if d.sample_weight else []
-    tables = split_tables(cfg, path, list(dict.fromkeys(features + targets + extra)))
+    tables = split_tables(cfg, path, list(dict.fromkeys(features + targets + extra)), float_features(cfg, features))
     if d.limit and tables["train"].num_rows > d.limit:
         tables["train"] = tables["train"].slice(0, d.limit)
     plan = plan_columns(cfg, tables["train"], features, groups, path)
@@ -296,7 +312,7 @@ def gap_notes(path: Path, table: Any, plan: list[Column]) -> list[str]:
 def assemble_table(cfg: Any, spec: DataSpec, plan: list[Column], xs: dict, labels: dict, weights: dict) -> DataBundle:
     """Datasets, the adapted FeatureSpace and the model head for column
     arrays (the rows of each split, or windows of them)."""
-    from dlcli.data.pipeline import table_dataset
+    from dlcli.data.pipeline import array_batches, table_dataset
 
     d = cfg.data
     fs = feature_space(plan, list(d.crosses or []), cfg)
@@ -304,16 +320,12 @@ def assemble_table(cfg: Any, spec: DataSpec, plan: list[Column], xs: dict, label
     train_x = xs["train"]
 
     def adapt_data():
-        import tensorflow as tf
-
         # A model with one raw column takes it as it is.
-        only = next(iter(train_x.values())) if len(train_x) == 1 else train_x
-        return tf.data.Dataset.from_tensor_slices(only).batch(4096)
+        return array_batches(next(iter(train_x.values())) if len(train_x) == 1 else train_x, _ADAPT_BATCH)
 
     if fs is not None:
-        import tensorflow as tf
-
-        fs.adapt(tf.data.Dataset.from_tensor_slices({k: v for k, v in train_x.items() if k in fs.features}).batch(4096))
+        fs.adapt(array_batches({k: v for k, v in train_x.items() if k in fs.features}, _ADAPT_BATCH))
+        mark_adapted(fs)
     inputs, encoded = head(plan, fs)
     # What the config's model takes, in the builder's terms: a shape, or
     # {shape, dtype} for raw strings; by model input name for several.

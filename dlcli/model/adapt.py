@@ -33,8 +33,11 @@ def state_given(layer: Any) -> bool:
     Lookup layers and TextVectorization record whether a `vocabulary` was
     passed; Normalization keeps the `mean` it was given; Discretization its
     `bin_boundaries`. A layer of another class with `adapt` is adapted
-    unless it says it is (`is_adapted`).
+    unless it says it is (`is_adapted`). A layer the data source adapted
+    (`dlcli_adapted`) keeps that state.
     """
+    if getattr(layer, "dlcli_adapted", False):  # adapted by the data source (a FeatureSpace's layers)
+        return True
     if hasattr(layer, "_has_input_vocabulary"):
         return bool(layer._has_input_vocabulary)
     if isinstance(layer, keras.layers.Normalization):

@@ -1,0 +1,84 @@
+"""csv / parquet at scale: each preprocessing layer adapts once, typed
+reads, and `data.cache: false` streaming from disk."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import keras
+import numpy as np
+from typer.testing import CliRunner
+
+from dlcli.cli import app
+
+runner = CliRunner()
+
+
+def _table(path: Path, n: int = 400) -> Path:
+    """Two classes told apart by x1 + x2 (large offsets and scales), a
+    category column that helps, and a gap."""
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(1000, 50, n), rng.normal(-5, 0.01, n)
+    score = (x1 - 1000) / 50 + (x2 + 5) / 0.01
+    label = np.where(score > 0, "yes", "no")
+    colour = np.where(score > 0, rng.choice(["red", "blue"], n, p=[0.8, 0.2]), rng.choice(["red", "blue"], n, p=[0.2, 0.8]))
+    lines = ["x1,x2,colour,label"] + [f"{a:.4f},{b:.6f},{c},{y}" for a, b, c, y in zip(x1, x2, colour, label)]
+    lines[5] = "," + lines[5].split(",", 1)[1]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+CONFIG = """\
+seed: 0
+data: {{source: csv, path: {path}, target: label, batch_size: 32{extra}}}
+model:
+  layers:
+    - Normalization
+    - Dense: {{units: 16, activation: relu}}
+    - Dense: {{units: 2, activation: softmax}}
+compile: {{optimizer: {{class_name: adam, config: {{learning_rate: 0.01}}}}}}
+train: {{epochs: {epochs}}}
+"""
+
+
+def _config(tmp_path: Path, data: Path, extra: str = "", epochs: int = 1) -> Path:
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(CONFIG.format(path=json.dumps(str(data)), extra=extra, epochs=epochs))
+    return cfg
+
+
+def test_every_preprocessing_layer_adapts_once(tmp_path, monkeypatch):
+    calls: Counter = Counter()
+    for cls in (keras.layers.Normalization, keras.layers.StringLookup):
+        original = cls.adapt
+
+        def counted(self, *a, _original=original, **k):
+            calls[self.name] += 1
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(cls, "adapt", counted)
+    cfg = _config(tmp_path, _table(tmp_path / "t.csv"))
+    res = runner.invoke(app, ["train", str(cfg), "--output", str(tmp_path / "runs"), "--json"])
+    assert res.exit_code == 0, res.output
+    # The FeatureSpace's layers (x1, x2: Normalization; colour: StringLookup)
+    # and the config's own Normalization: once each.
+    assert len(calls) == 4 and set(calls.values()) == {1}, calls
+
+
+def test_typed_csv_read_falls_back_when_later_rows_do_not_fit_the_first(tmp_path):
+    import pyarrow as pa
+
+    from dlcli.data.table import read_table
+
+    path = tmp_path / "t.csv"
+    rows = [f"{i},{i % 7},{i * 0.5}" for i in range(150_000)]  # well past the first block the types come from
+    rows[-1] = "7,3.5,word"
+    path.write_text("a,b,c\n" + "\n".join(rows) + "\n")
+    t = read_table(path, float32=["a", "b"])
+    assert t.column("a").type == pa.int64() and t.column("b").type == pa.float32()
+    assert t.column("b")[-1].as_py() == 3.5 and t.column("c")[-1].as_py() == "word"
+    path.write_text("a,b\n" + "\n".join(f"{i},{i * 0.25}" for i in range(10)) + "\n")
+    t = read_table(path, float32=["b"])
+    assert t.column("b").type == pa.float32() and t.column("b").to_pylist()[-1] == 2.25
