@@ -14,7 +14,9 @@ from a few options, so the run folder's `config.yaml` repeats the run with
 
 Training itself is `dlcli.training.train`: phase 1 trains the head on the
 frozen backbone; phase 2 unfreezes the backbone's top layers (keeping
-BatchNormalization in inference mode) at a lower learning rate.
+BatchNormalization in inference mode) at a lower learning rate. With
+`--weights none` there is nothing to freeze: the whole backbone and its
+BatchNormalization train in both phases, and a warning says so.
 
     >>> from dlcli.finetune import finetune
     >>> result = finetune("mobilenet", "cats_dogs/", weights="none", epochs=2)
@@ -340,9 +342,10 @@ def from_scratch_notes(cfg: Any) -> list[str]:
         if isinstance(spec, dict) and "weights" in spec and spec["weights"] is None:
             return [
                 "--weights none: the backbone starts from random weights, so there is nothing to transfer; "
-                "phase 1 trains only the head on random features, and phase 2 trains the unfrozen layers "
-                "with BatchNormalization learning its statistics (frozen statistics only suit pretrained "
-                "weights). Expect from-scratch accuracy, not transfer learning."
+                "the whole backbone trains in both phases (nothing to freeze, --unfreeze does not apply) and "
+                "its BatchNormalization learns its statistics (momentum 0.9, so they keep up in a short run; "
+                "frozen statistics only suit pretrained weights). Expect from-scratch accuracy, not transfer "
+                "learning: give it more epochs and data than a pretrained fine-tune."
             ]
     return []
 

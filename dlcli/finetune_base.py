@@ -126,7 +126,9 @@ def resolve_base(base: str, weights: Optional[str] = None) -> BaseModel:
         raise ConfigError(f"unknown backbone '{text}', and no run folder or .keras file of that name exists",
                           key="--base", hint=did_you_mean(text, backbone_names()) or "`dlcli backbones` lists them")
     size = default_size(info.name)
-    entry: dict[str, Any] = {"name": info.name, "weights": _weights_value(weights), "trainable": False}
+    value = _weights_value(weights)
+    # Random weights hold nothing to protect: the whole backbone trains.
+    entry: dict[str, Any] = {"name": info.name, "weights": value, "trainable": value is None}
     return BaseModel(kind="application", label=info.name, backbone=entry, image_size=(size, size), channels=3)
 
 

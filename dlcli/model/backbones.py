@@ -405,9 +405,24 @@ def apply_backbone(x: Any, kwargs: dict[str, Any], *, cfg: Any, key: str) -> Any
     except (ValueError, TypeError) as exc:
         raise cfg_error(cfg, key, f"Backbone {info.name}: {short_message(exc)}", hint=_shape_hint(exc, shape)) from None
     _set_trainable(backbone, trainable, fine_tune_at, cfg=cfg, key=key)
+    if not pretrained:
+        _quick_batchnorm(backbone)
     # Pretrained BatchNormalization statistics stay frozen even when the
     # backbone is unfrozen for fine-tuning (the Keras transfer-learning guide).
     return backbone(x, training=False) if pretrained else backbone(x)
+
+
+# BatchNormalization momentum for a backbone trained from random weights.
+# The applications use 0.99-0.999 (ImageNet-length training): after a few
+# hundred steps their moving statistics are still near the initial ones,
+# so validation (inference mode) sits at chance while training learns.
+SCRATCH_BN_MOMENTUM = 0.9
+
+
+def _quick_batchnorm(backbone: keras.Model) -> None:
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = min(layer.momentum, SCRATCH_BN_MOMENTUM)
 
 
 def _check_app_kwargs(info: BackboneInfo, kwargs: dict[str, Any], *, cfg: Any, key: str) -> None:

@@ -66,10 +66,12 @@ def enter_fine_tune_phase(model: Any, cfg: Any) -> None:
     layers = backbone.layers
     n = ft.unfreeze if isinstance(ft.unfreeze, int) and not isinstance(ft.unfreeze, bool) else int(round(len(layers) * float(ft.unfreeze)))
     n = max(1, min(len(layers), n))
+    pretrained = _backbone_pretrained(cfg)
+    if not pretrained:
+        n = len(layers)  # random weights: nothing to keep frozen
     backbone.trainable = True
     for layer in layers[: len(layers) - n]:
         layer.trainable = False
-    pretrained = _backbone_pretrained(cfg)
     for layer in layers[len(layers) - n :]:
         # Pretrained BatchNormalization stays in inference mode (Keras
         # transfer guide); random statistics must train with the rest.
