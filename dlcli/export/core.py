@@ -99,6 +99,7 @@ def export_run(
     from dlcli.model.io import load_model  # imports Keras: only once the options are good
     # Safe mode unless --unsafe: a Lambda layer's code never runs unasked.
     model = load_model(run.model_path, unsafe=unsafe, compile=False)
+    row.check_inputs(model)  # a format that cannot take string inputs: exit 2, nothing written
     note("loading the run's data")
     data = _RunData(run)
     serving = formats.serving_model(model, data.spec, standardize_inside=quantize != "int8")

@@ -296,10 +296,15 @@ def _unique(names: list[str]) -> list[str]:
 
 def _info(name: str, tensor: Any) -> TensorInfo:
     shape = [None if d is None else int(d) for d in tensor.shape]
-    return TensorInfo(name=name, shape=shape, dtype=str(np.dtype(str(tensor.dtype))))
+    dtype = str(tensor.dtype)
+    # Raw text (TextVectorization, StringLookup, FeatureSpace string
+    # columns): a tf.string input, which NumPy has no dtype for.
+    return TensorInfo(name=name, shape=shape, dtype="string" if dtype == "string" else str(np.dtype(dtype)))
 
 
 def _as_array(x: Any, dtype: str) -> np.ndarray:
+    if dtype == "string":
+        return np.asarray(x, dtype=object)
     return np.asarray(x).astype(dtype, copy=False)
 
 

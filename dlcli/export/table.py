@@ -28,6 +28,9 @@ class ExportFormat:
             extra is installed (before any work), or None.
         help: what the format is for, for `--help`.
         packages: distributions whose versions the export records.
+        no_strings: why the format cannot take raw string inputs (text
+            into TextVectorization, FeatureSpace string columns), or None
+            where it can.
     """
 
     name: str
@@ -38,6 +41,7 @@ class ExportFormat:
     requires: Optional[str]
     help: str
     packages: tuple[str, ...] = ()
+    no_strings: Optional[str] = None
 
     def file_name(self, quantize: str = "none") -> str:
         """The exported file's name for a quantize mode."""
@@ -55,6 +59,27 @@ class ExportFormat:
 
         return getattr(runtimes, f"load_{self.name}")
 
+    def check_inputs(self, model: Any) -> None:
+        """Refuse, before any work, a model with string inputs this format
+        cannot carry.
+
+        Raises:
+            ConfigError: at --format, naming the input and a format that
+                takes it.
+        """
+        if self.no_strings is None:
+            return
+        strings = [t for t in getattr(model, "inputs", None) or [] if str(t.dtype) == "string"]
+        if strings:
+            from dlcli.errors import ConfigError
+
+            name = getattr(getattr(getattr(strings[0], "_keras_history", None), "operation", None), "name", "?")
+            can = [f.name for f in EXPORT_FORMATS if f.no_strings is None]
+            raise ConfigError(
+                f"the model takes raw strings (input {name!r}), which {self.name} cannot carry: {self.no_strings}",
+                key="--format", hint=f"export --format {' or '.join(can)}, which keeps the string preprocessing in the graph",
+            )
+
     def check_installed(self) -> None:
         """Raise MissingExtraError when the format's extra is missing."""
         if self.requires is not None:
@@ -71,10 +96,12 @@ EXPORT_FORMATS: tuple[ExportFormat, ...] = (
     ExportFormat(
         "tflite", "model{quantize}.tflite", "litert", "TFLite interpreter", ("none", "float16", "int8"),
         "tflite_interpreter", "TensorFlow Lite; float16 or int8 (calibrated on training data) with --quantize",
+        no_strings="TFLite's built-in ops have no string or lookup-table kernels",
     ),
     ExportFormat(
         "onnx", "model.onnx", "onnx", "onnxruntime", ("none",), "require_onnx",
         "ONNX (tf2onnx), checked with onnxruntime", ("tf2onnx", "onnx", "onnxruntime"),
+        no_strings="ONNX Runtime has no kernels for TensorFlow's string and lookup-table ops",
     ),
 )
 
