@@ -123,18 +123,9 @@ def finetune_config(
     merged = deep_merge(generated, file_data)
 
     # 3. The options given on the command line, over both.
-    options = {
-        ("data", "source"): ("image_dir" if data_dir is not None else None, _DATA_DIR_SOURCE),
-        ("data", "path"): (str(data_dir) if data_dir is not None else None, _DATA_DIR_SOURCE),
-        ("data", "image_size"): ([int(image_size)] * 2 if image_size is not None else None, "--image-size"),
-        ("data", "batch_size"): (int(batch_size) if batch_size is not None else None, "--batch-size"),
-        ("data", "strict"): (bool(strict) if strict is not None else None, "--strict"),
-        ("train", "epochs"): (int(epochs) if epochs is not None else None, "--epochs"),
-        ("finetune", "fine_tune_epochs"): (int(fine_tune_epochs) if fine_tune_epochs is not None else None, "--fine-tune-epochs"),
-        ("finetune", "unfreeze"): (ft_unfreeze, "--unfreeze"),
-        ("name",): (str(name) if name else None, "--name"),
-    }
-    merged = _put_options(merged, positions, {k: v for k, v in options.items() if v[0] is not None})
+    options = _given_options(data_dir, name, image_size=image_size, batch_size=batch_size, strict=strict, epochs=epochs,
+                             fine_tune_epochs=fine_tune_epochs, unfreeze=ft_unfreeze)
+    merged = _put_options(merged, positions, options)
     _apply_augment(merged, positions, augment)
     _set_backbone(merged, positions, info, source)
 
@@ -143,6 +134,26 @@ def finetune_config(
     cfg = build_config(merged, positions, source)
     check_config(cfg)
     return cfg
+
+
+def _given_options(data_dir: Optional[PathLike], name: Optional[str], **given: Any) -> dict[tuple, tuple[Any, str]]:
+    """The config values the command-line options set: key path ->
+    (value, the option to name in errors); options left None are absent."""
+    def num(value: Any, kind: Any = int) -> Any:
+        return kind(value) if value is not None else None
+
+    options = {
+        ("data", "source"): ("image_dir" if data_dir is not None else None, _DATA_DIR_SOURCE),
+        ("data", "path"): (str(data_dir) if data_dir is not None else None, _DATA_DIR_SOURCE),
+        ("data", "image_size"): ([int(given["image_size"])] * 2 if given["image_size"] is not None else None, "--image-size"),
+        ("data", "batch_size"): (num(given["batch_size"]), "--batch-size"),
+        ("data", "strict"): (num(given["strict"], bool), "--strict"),
+        ("train", "epochs"): (num(given["epochs"]), "--epochs"),
+        ("finetune", "fine_tune_epochs"): (num(given["fine_tune_epochs"]), "--fine-tune-epochs"),
+        ("finetune", "unfreeze"): (given["unfreeze"], "--unfreeze"),
+        ("name",): (str(name) if name else None, "--name"),
+    }
+    return {k: v for k, v in options.items() if v[0] is not None}
 
 
 def _check_data_options(data_dir: Optional[PathLike], image_size: Optional[int], strict: Optional[bool],
@@ -266,37 +277,34 @@ def _backbone_index(layers: Any) -> Optional[int]:
     return None
 
 
+# The keyword options of `finetune_config` that `finetune` passes on.
+CONFIG_OPTIONS = ("epochs", "fine_tune_epochs", "unfreeze", "image_size", "batch_size", "weights", "augment", "strict",
+                  "config", "overrides")
+
+
 def finetune(
     base: Optional[str] = None,
     data_dir: Optional[PathLike] = None,
     *,
-    epochs: Optional[int] = None,
-    fine_tune_epochs: Optional[int] = None,
-    unfreeze: Optional[Union[int, float, str]] = None,
-    image_size: Optional[int] = None,
-    batch_size: Optional[int] = None,
-    weights: Optional[str] = None,
-    augment: Optional[bool] = None,
-    strict: Optional[bool] = None,
-    config: Optional[PathLike] = None,
-    overrides: Sequence[str] = (),
     output: PathLike = "runs",
     name: Optional[str] = None,
     resume: Optional[PathLike] = None,
     progress: str = "auto",
     console: Any = None,
+    **options: Any,
 ) -> Any:
     """Fine-tune a pretrained backbone on an image folder in two phases.
 
     Args:
-        base, data_dir, epochs, fine_tune_epochs, unfreeze, image_size,
-        batch_size, weights, augment, strict, config, overrides, name: see
-            `finetune_config`.
+        base, data_dir, name: see `finetune_config`.
         output: the root folder of run folders.
         resume: an interrupted fine-tune run folder to continue (its own
             config.yaml; only epochs, fine_tune_epochs and overrides apply).
         progress: auto | progress | lines | none.
         console: a Rich console for progress bars.
+        **options: the keyword options of `finetune_config` (epochs,
+            fine_tune_epochs, unfreeze, image_size, batch_size, weights,
+            augment, strict, config, overrides).
 
     Returns:
         `dlcli.training.TrainResult`; `metrics["phases"]` summarises each
@@ -310,17 +318,13 @@ def finetune(
     """
     from dlcli.training import train
 
+    unknown = sorted(set(options) - set(CONFIG_OPTIONS))
+    if unknown:
+        raise TypeError(f"finetune() got an unexpected keyword argument {unknown[0]!r}")
     if resume is not None:
-        cfg = _resume_config(resume, base, data_dir, epochs, fine_tune_epochs, overrides,
-                             others={"--unfreeze": unfreeze, "--image-size": image_size, "--batch-size": batch_size,
-                                     "--weights": weights, "--augment/--no-augment": augment, "--strict": strict,
-                                     "--config": config})
+        cfg = _resume_config(resume, base, data_dir, options)
     else:
-        cfg = finetune_config(
-            base or "", data_dir, epochs=epochs, fine_tune_epochs=fine_tune_epochs, unfreeze=unfreeze,
-            image_size=image_size, batch_size=batch_size, weights=weights, augment=augment, strict=strict,
-            config=config, overrides=overrides, name=name,
-        )
+        cfg = finetune_config(base or "", data_dir, name=name, **options)
     notes = from_scratch_notes(cfg)
     if notes and progress != "none":
         for note in notes:
@@ -350,23 +354,24 @@ def from_scratch_notes(cfg: Any) -> list[str]:
     return []
 
 
-def _resume_config(resume: PathLike, base: Any, data_dir: Any, epochs: Optional[int], fine_tune_epochs: Optional[int],
-                   overrides: Sequence[str], others: dict[str, Any]) -> Any:
+def _resume_config(resume: PathLike, base: Any, data_dir: Any, options: dict[str, Any]) -> Any:
     from dlcli.config import load_config
     from dlcli.runs import CONFIG_FILE
 
-    for option, value in {"--base": base, "DATA_DIR": data_dir, **others}.items():
+    flags = {"--base": base, "DATA_DIR": data_dir, **{
+        "--augment/--no-augment" if k == "augment" else "--" + k.replace("_", "-"): v
+        for k, v in options.items() if k not in ("epochs", "fine_tune_epochs", "overrides")}}
+    for option, value in flags.items():
         if value is not None:
             raise ConfigError(f"{option} cannot change a run being resumed; --resume continues it with its own config.yaml",
                               key=option, hint="only --epochs, --fine-tune-epochs and --set apply with --resume")
     run_dir = Path(resume)
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunError(f"cannot resume {run_dir}: no {CONFIG_FILE} there", hint="pass a run folder such as runs/mobilenet_cats_dogs/1")
-    extra = list(overrides)
-    if epochs is not None:
-        extra.append(f"train.epochs={int(epochs)}")
-    if fine_tune_epochs is not None:
-        extra.append(f"finetune.fine_tune_epochs={int(fine_tune_epochs)}")
+    extra = list(options.get("overrides") or ())
+    for key, path in (("epochs", "train.epochs"), ("fine_tune_epochs", "finetune.fine_tune_epochs")):
+        if options.get(key) is not None:
+            extra.append(f"{path}={int(options[key])}")
     return load_config(run_dir / CONFIG_FILE, extra)
 
 

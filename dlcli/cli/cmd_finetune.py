@@ -7,22 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from dlcli.cli.common import (
-    BatchSizeOpt,
-    JsonOpt,
-    NameOpt,
-    OutputRootOpt,
-    QuietOpt,
-    ResumeOpt,
-    SetOpt,
-    TrustModuleOpt,
-    UnsafeOpt,
-    err_console,
-    handle_errors,
-    is_terminal,
-    out_console,
-    print_json,
-)
+from dlcli.cli.common import BatchSizeOpt, JsonOpt, NameOpt, OutputRootOpt, QuietOpt, ResumeOpt, SetOpt, TrustModuleOpt
+from dlcli.cli.common import UnsafeOpt, err_console, handle_errors, out_console, print_json, run_options
 
 BaseOpt = Annotated[
     Optional[str],
@@ -63,25 +49,15 @@ FinetuneConfigOpt = Annotated[
 
 @handle_errors
 def finetune(
-    data_dir: DataDirArg = None,
-    base: BaseOpt = None,
-    epochs: PhaseOneEpochsOpt = None,
-    fine_tune_epochs: FineTuneEpochsOpt = None,
-    unfreeze: UnfreezeOpt = None,
-    image_size: ImageSizeOpt = None,
-    batch_size: BatchSizeOpt = None,
-    weights: WeightsOpt = None,
-    augment: AugmentOpt = None,
-    strict: StrictOpt = None,
-    config: FinetuneConfigOpt = None,
-    set_: SetOpt = None,
-    output: OutputRootOpt = None,
-    name: NameOpt = None,
-    resume: ResumeOpt = None,
-    unsafe: UnsafeOpt = False,
-    trust_module: TrustModuleOpt = None,
-    quiet: QuietOpt = False,
-    json_: JsonOpt = False,
+    data_dir: DataDirArg = None, base: BaseOpt = None,
+    # The two phases.
+    epochs: PhaseOneEpochsOpt = None, fine_tune_epochs: FineTuneEpochsOpt = None, unfreeze: UnfreezeOpt = None,
+    # The data and the backbone.
+    image_size: ImageSizeOpt = None, batch_size: BatchSizeOpt = None, weights: WeightsOpt = None,
+    augment: AugmentOpt = None, strict: StrictOpt = None, config: FinetuneConfigOpt = None, set_: SetOpt = None,
+    # The options of every run (run_options), as in train.
+    output: OutputRootOpt = None, name: NameOpt = None, resume: ResumeOpt = None,
+    unsafe: UnsafeOpt = False, trust_module: TrustModuleOpt = None, quiet: QuietOpt = False, json_: JsonOpt = False,
 ) -> None:
     """Fine-tune a pretrained backbone on an image folder, in two phases.
 
@@ -93,27 +69,10 @@ def finetune(
     """
     from dlcli import api
 
-    progress = "none" if quiet else ("progress" if is_terminal() else "lines")
     result = api.finetune(
-        base,
-        data_dir,
-        epochs=epochs,
-        fine_tune_epochs=fine_tune_epochs,
-        unfreeze=unfreeze,
-        image_size=image_size,
-        batch_size=batch_size,
-        weights=weights,
-        augment=augment,
-        strict=True if strict else None,
-        config=config,
-        overrides=set_ or [],
-        output=output or Path("runs"),
-        name=name,
-        resume=resume,
-        progress=progress,
-        console=err_console,
-        unsafe=unsafe,
-        trust_modules=trust_module or (),
+        base, data_dir, epochs=epochs, fine_tune_epochs=fine_tune_epochs, unfreeze=unfreeze, image_size=image_size,
+        batch_size=batch_size, weights=weights, augment=augment, strict=True if strict else None, config=config,
+        overrides=set_ or [], name=name, resume=resume, **run_options(output, quiet, unsafe, trust_module),
     )
     m = result.metrics
     if json_:

@@ -7,22 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from dlcli.cli.common import (
-    ConfigOpt,
-    EpochsOpt,
-    JsonOpt,
-    NameOpt,
-    OutputRootOpt,
-    QuietOpt,
-    ResumeOpt,
-    SetOpt,
-    TrustModuleOpt,
-    UnsafeOpt,
-    err_console,
-    handle_errors,
-    is_terminal,
-    print_json,
-)
+from dlcli.cli.common import ConfigOpt, EpochsOpt, JsonOpt, NameOpt, OutputRootOpt, QuietOpt, ResumeOpt, SetOpt
+from dlcli.cli.common import TrustModuleOpt, UnsafeOpt, err_console, handle_errors, print_json, run_options
 
 ConfigArg = Annotated[
     Optional[Path],
@@ -36,18 +22,11 @@ DistributeOpt = Annotated[
 
 @handle_errors
 def train(
-    config: ConfigArg = None,
-    config_opt: ConfigOpt = None,
-    set_: SetOpt = None,
-    output: OutputRootOpt = None,
-    name: NameOpt = None,
-    epochs: EpochsOpt = None,
-    resume: ResumeOpt = None,
+    config: ConfigArg = None, config_opt: ConfigOpt = None, set_: SetOpt = None,
+    # The options of every run (run_options), as in finetune.
+    output: OutputRootOpt = None, name: NameOpt = None, epochs: EpochsOpt = None, resume: ResumeOpt = None,
     distribute: DistributeOpt = None,
-    quiet: QuietOpt = False,
-    unsafe: UnsafeOpt = False,
-    trust_module: TrustModuleOpt = None,
-    json_: JsonOpt = False,
+    quiet: QuietOpt = False, unsafe: UnsafeOpt = False, trust_module: TrustModuleOpt = None, json_: JsonOpt = False,
 ) -> None:
     """Train a model from a YAML config and write a run folder.
 
@@ -58,20 +37,8 @@ def train(
 
     if config is not None and config_opt is not None and config != config_opt:
         raise ConfigError(f"two configs given: {config} and --config {config_opt}", hint="give one")
-    progress = "none" if quiet else ("progress" if is_terminal() else "lines")
-    result = api.train(
-        config or config_opt,
-        set_ or [],
-        output=output or Path("runs"),
-        name=name,
-        epochs=epochs,
-        resume=resume,
-        distribute=distribute,
-        progress=progress,
-        console=err_console,
-        unsafe=unsafe,
-        trust_modules=trust_module or (),
-    )
+    result = api.train(config or config_opt, set_ or [], name=name, epochs=epochs, resume=resume, distribute=distribute,
+                       **run_options(output, quiet, unsafe, trust_module))
     m = result.metrics
     if json_:
         print_json(m)

@@ -132,6 +132,18 @@ def is_terminal() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
+def run_options(output: Optional[Path], quiet: bool, unsafe: bool, trust_module: Optional[list[str]]) -> dict[str, Any]:
+    """The keyword arguments `train` and `finetune` hand their api function:
+    the runs root, how to show progress, and what a run folder may use."""
+    return {
+        "output": output or Path("runs"),
+        "progress": "none" if quiet else ("progress" if is_terminal() else "lines"),
+        "console": err_console,
+        "unsafe": unsafe,
+        "trust_modules": trust_module or (),
+    }
+
+
 def quiet_tensorflow() -> None:
     """Silence TensorFlow's C++ start-up chatter before it is imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
