@@ -1,13 +1,27 @@
-"""CSV load: dlcli (pyarrow) vs pandas.read_csv + to_numpy.
+"""CSV load and CSV predict: dlcli against pandas (+ `model.predict`).
 
-Each side runs in its own subprocess (peak RSS measured by the OS, minus
-the RSS after its imports), interleaved over rounds; per-pair medians of
-wall and CPU time are printed with the load average.
+Load (default): a CSV of ROWS rows x 20 float columns + an integer
+target. pandas is `pandas.read_csv` + `to_numpy(float32)` of the features
+and the target; dlcli is its csv source's read: `read_table` (pyarrow's
+multithreaded reader with the column types of the first rows, float
+features as float32) and the column arrays the model takes. A third line,
+not a ratio, times dlcli's whole `load_data` (splits, FeatureSpace adapt)
+for the same file.
 
-    python bench/bench_csv.py --rows 1000000 --rounds 3
+Predict (--predict): a model trained by `dlcli train` on a 100k-row CSV
+(raw columns in, FeatureSpace inside the saved model) predicts that CSV.
+pandas is a script that loads the same model.keras, `pandas.read_csv`s
+the file and calls `model.predict` on its columns; dlcli is
+`dlcli predict RUN FILE --output preds.csv`. Both are timed as whole
+processes (start-up, TensorFlow import, model load included).
 
-Not covered yet (see the dtab report): predict on a 100k-row CSV and the
-10M-row streaming (data.cache: false) run.
+Each measurement runs in a fresh process; the sides alternate over
+rounds; the figures are per-pair medians of the ratios (never best-of),
+with CPU time beside wall time, peak RSS (load: the growth after imports)
+and the 1-minute load average.
+
+    python bench/bench_csv.py [--quick] [--rows N] [--rounds K]
+    python bench/bench_csv.py --predict [--quick]
 """
 
 from __future__ import annotations
@@ -15,66 +29,192 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CHILD = r"""
-import json, os, resource, sys, time
+from _common import ROOT, child_env, dlcli_command, machine, median, table, verdict, write_result  # noqa: E402
+
+COLS = 20
+LOAD_CHILD = r"""
+import json, resource, sys, time
 side, path = sys.argv[1], sys.argv[2]
 if side == "pandas":
     import pandas as pd
-else:
-    import pyarrow, pyarrow.csv
-    from dlcli.data.table import read_table
+elif side == "dlcli":
     from pathlib import Path
+    from dlcli.data.table import read_table
+    from dlcli.data.columns import Column
+    from dlcli.data.tables import column_arrays
+    import pyarrow.compute, pyarrow.csv
+else:
+    from dlcli.config import config_from_dict
+    from dlcli.data import load_data
+    import tensorflow, keras
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0, c0 = time.perf_counter(), time.process_time()
 if side == "pandas":
     df = pd.read_csv(path)
     x = df.drop(columns=["target"]).to_numpy(dtype="float32"); y = df["target"].to_numpy()
-else:
-    t = read_table(Path(path))
-    x = {c: t.column(c).to_numpy().astype("float32") for c in t.column_names if c != "target"}
+elif side == "dlcli":
+    names = [f"f{i}" for i in range(int(sys.argv[3]))]
+    t = read_table(Path(path), float32=names)
+    x = column_arrays(t, [Column(n, "float_normalized", "float32", {}, 0.0, "features") for n in names])
     y = t.column("target").to_numpy()
-out = {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
-       "rss_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}
-print(json.dumps(out))
+else:
+    cfg = config_from_dict({"data": {"source": "csv", "path": path, "target": "target"},
+                            "model": {"layers": [{"Dense": {"units": 2, "activation": "softmax"}}]}})
+    bundle = load_data(cfg)
+print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+                  "rss_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}))
+"""
+PREDICT_CHILD = r"""
+import sys
+model_path, path = sys.argv[1], sys.argv[2]
+import keras, pandas as pd
+model = keras.saving.load_model(model_path)
+df = pd.read_csv(path)
+names = [t.name for t in model.inputs]
+p = model.predict({n: df[n].to_numpy("float32").reshape(-1, 1) for n in names}, batch_size=int(sys.argv[3]), verbose=0)
+pd.DataFrame({"class": p.argmax(1), "probability": p.max(1)}).to_csv(sys.argv[4], index=False)
+"""
+CONFIG = """\
+seed: 0
+data: {{source: csv, path: {path}, target: target, batch_size: 256}}
+model: {{layers: [{{Dense: {{units: 32, activation: relu}}}}, {{Dense: {{units: 2, activation: softmax}}}}]}}
+train: {{epochs: 1}}
 """
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--cols", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "t.csv"
-        rng = np.random.default_rng(0)
-        data = np.column_stack([rng.normal(size=(args.rows, args.cols)), rng.integers(0, 2, args.rows)])
-        header = ",".join([f"f{i}" for i in range(args.cols)] + ["target"])
-        np.savetxt(path, data, delimiter=",", header=header, comments="", fmt=["%.6f"] * args.cols + ["%d"])
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        runs: dict[str, list[dict]] = {"dlcli": [], "pandas": []}
-        for _ in range(args.rounds):
-            for side in ("dlcli", "pandas"):
-                out = subprocess.run([sys.executable, "-c", CHILD, side, str(path)], env=env, capture_output=True, text=True, check=True)
-                runs[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    ratio = [p["wall"] / d["wall"] for d, p in zip(runs["dlcli"], runs["pandas"])]
-    rss = [d["rss_mb"] / p["rss_mb"] for d, p in zip(runs["dlcli"], runs["pandas"])]
-    med = lambda side, k: statistics.median(r[k] for r in runs[side])  # noqa: E731
-    print(f"csv load {args.rows} rows x {args.cols} cols, {args.rounds} interleaved rounds, load average {os.getloadavg()}")
-    for side in runs:
-        print(f"  {side:7s} wall {med(side, 'wall'):.3f}s  cpu {med(side, 'cpu'):.3f}s  peak rss +{med(side, 'rss_mb'):.0f} MB")
-    print(f"  speed pandas/dlcli (median of pairs): {statistics.median(ratio):.2f}x   rss dlcli/pandas: {statistics.median(rss):.2f}x")
+def write_csv(path: Path, rows: int, seed: int = 0) -> Path:
+    """ROWS x 20 normal floats (6 decimals) and a 0/1 target, with a header."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, COLS))
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    header = ",".join([f"f{i}" for i in range(COLS)] + ["target"])
+    with open(path, "w", encoding="ascii") as f:
+        f.write(header + "\n")
+        for start in range(0, rows, 100_000):
+            block = np.column_stack([x[start:start + 100_000], y[start:start + 100_000]])
+            np.savetxt(f, block, delimiter=",", fmt=["%.6f"] * COLS + ["%d"])
+    return path
+
+
+def child(cmd: list[str], cwd: Optional[Path] = None) -> dict[str, float]:
+    """A child's wall, CPU and peak RSS, measured by the OS (wait4)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=child_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    res = {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+    lines = out.strip().splitlines()
+    if lines and lines[-1].startswith("{"):
+        res.update({f"in_{k}": v for k, v in json.loads(lines[-1]).items()})
+    return res
+
+
+def pairs(runs: dict[str, list[dict]], a: str, b: str, key: str) -> float:
+    """Median over rounds of runs[a][i][key] / runs[b][i][key]."""
+    return median(x[key] / y[key] for x, y in zip(runs[a], runs[b]))
+
+
+def run_load(rows: int, rounds: int, work: Path) -> dict[str, Any]:
+    path = write_csv(work / "load.csv", rows)
+    sides = {"pandas": "pandas", "dlcli": "dlcli", "dlcli load_data": "load_data"}
+    runs: dict[str, list[dict]] = {k: [] for k in sides}
+    loads = []
+    for _ in range(rounds):
+        for name, side in sides.items():
+            runs[name].append(child([sys.executable, "-c", LOAD_CHILD, side, str(path), str(COLS)]))
+            loads.append(os.getloadavg()[0])
+    return {
+        "machine": machine(), "rows": rows, "rounds": rounds, "load_average_1m": loads, "runs": runs,
+        "speed_wall": pairs(runs, "pandas", "dlcli", "in_wall"), "speed_cpu": pairs(runs, "pandas", "dlcli", "in_cpu"),
+        "rss_ratio": pairs(runs, "dlcli", "pandas", "in_rss_mb"),
+        "load_data_speed_wall": pairs(runs, "pandas", "dlcli load_data", "in_wall"),
+    }
+
+
+def report_load(r: dict[str, Any]) -> str:
+    rows = [[side, f"{median(x['in_wall'] for x in v):.2f}", f"{median(x['in_cpu'] for x in v):.2f}",
+             f"{median(x['in_rss_mb'] for x in v):.0f}"] for side, v in r["runs"].items()]
+    lines = [f"CSV load, {r['rows']:,} rows x {COLS} floats + target, {r['rounds']} interleaved rounds, "
+             f"1-min load average {min(r['load_average_1m']):.1f}-{max(r['load_average_1m']):.1f} on {r['machine']['cpus']} CPUs",
+             table(rows, ["side", "wall s", "CPU s", "peak RSS growth MiB"]), "",
+             f"speed dlcli / pandas (median of per-round ratios): wall {r['speed_wall']:.2f}x, CPU {r['speed_cpu']:.2f}x "
+             f"(target >= 1.0: {verdict(r['speed_wall'], 1.0)})",
+             f"peak RSS dlcli / pandas: {r['rss_ratio']:.2f}x (target <= 1.3: {verdict(r['rss_ratio'], 1.3, False)})",
+             f"(dlcli's whole load_data, splits and FeatureSpace adapt included: {r['load_data_speed_wall']:.2f}x pandas' read)"]
+    return "\n".join(lines)
+
+
+def run_predict(rows: int, rounds: int, work: Path) -> dict[str, Any]:
+    path = write_csv(work / "predict.csv", rows, seed=1)
+    config = work / "predict.yaml"
+    config.write_text(CONFIG.format(path=json.dumps(str(path))), encoding="utf-8")
+    subprocess.run([*dlcli_command(), "train", str(config), "--output", str(work / "runs"), "--quiet"],
+                   env=child_env(PYTHONPATH=str(ROOT)), check=True, capture_output=True)
+    run = next((work / "runs").rglob("model.keras")).parent
+    cmds = {"pandas + model.predict": [sys.executable, "-c", PREDICT_CHILD, str(run / "model.keras"), str(path), "256",
+                                        str(work / "pandas.csv")],
+            "dlcli predict": [*dlcli_command(), "predict", str(run), str(path), "--batch-size", "256",
+                              "--output", str(work / "dlcli.csv")]}
+    runs: dict[str, list[dict]] = {k: [] for k in cmds}
+    loads = []
+    for i in range(rounds):
+        for name, cmd in cmds.items():
+            (work / "dlcli.csv").unlink(missing_ok=True)
+            runs[name].append(child(cmd))
+            loads.append(os.getloadavg()[0])
+    with open(work / "dlcli.csv", encoding="utf-8") as f:
+        predicted = sum(1 for _ in f) - 1
+    if predicted != rows:
+        raise RuntimeError(f"dlcli predicted {predicted} rows of {rows}")
+    a, b = "pandas + model.predict", "dlcli predict"
+    return {"machine": machine(), "rows": rows, "rounds": rounds, "load_average_1m": loads, "runs": runs,
+            "speed_wall": pairs(runs, a, b, "wall"), "speed_cpu": pairs(runs, a, b, "cpu")}
+
+
+def report_predict(r: dict[str, Any]) -> str:
+    rows = [[side, f"{median(x['wall'] for x in v):.2f}", f"{median(x['cpu'] for x in v):.2f}",
+             f"{r['rows'] / median(x['wall'] for x in v):,.0f}", f"{median(x['rss_mb'] for x in v):.0f}"]
+            for side, v in r["runs"].items()]
+    return "\n".join([
+        f"CSV predict, {r['rows']:,} rows x {COLS} floats, whole processes, {r['rounds']} interleaved rounds, "
+        f"1-min load average {min(r['load_average_1m']):.1f}-{max(r['load_average_1m']):.1f} on {r['machine']['cpus']} CPUs",
+        table(rows, ["side", "wall s", "CPU s", "rows/s", "peak RSS MiB"]), "",
+        f"rows/s dlcli / pandas + model.predict (median of per-round ratios): wall {r['speed_wall']:.2f}x, "
+        f"CPU {r['speed_cpu']:.2f}x (target >= 1.0: {verdict(r['speed_wall'], 1.0)})"])
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--predict", action="store_true", help="CSV predict instead of CSV load")
+    p.add_argument("--quick", action="store_true", help="a tenth of the rows, 2 rounds")
+    p.add_argument("--rows", type=int, help="rows (default: load 1,000,000, predict 100,000)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    a = p.parse_args(argv)
+    rows = a.rows or (100_000 if a.predict else 1_000_000) // (10 if a.quick else 1)
+    rounds = a.rounds or (2 if a.quick else 3)
+    with tempfile.TemporaryDirectory(prefix="dlcli-bench-csv-") as tmp:
+        result = (run_predict if a.predict else run_load)(rows, rounds, Path(tmp))
+    print((report_predict if a.predict else report_load)(result))
+    write_result(a.json, result)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

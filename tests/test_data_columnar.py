@@ -82,3 +82,32 @@ def test_typed_csv_read_falls_back_when_later_rows_do_not_fit_the_first(tmp_path
     path.write_text("a,b\n" + "\n".join(f"{i},{i * 0.25}" for i in range(10)) + "\n")
     t = read_table(path, float32=["b"])
     assert t.column("b").type == pa.float32() and t.column("b").to_pylist()[-1] == 2.25
+
+
+def test_cache_false_streams_the_csv_from_disk_and_learns(tmp_path, monkeypatch):
+    import dlcli.data.stream as stream
+    import dlcli.data.table as table
+    import dlcli.data.tables as tables
+
+    data = _table(tmp_path / "t.csv", n=1200)
+    blocks = Counter()
+    original = table.iter_batches
+
+    def counted(path, *a, **k):
+        blocks[Path(path).name] += 1
+        return original(path, *a, **k)
+
+    monkeypatch.setattr(table, "iter_batches", counted)
+    monkeypatch.setattr(stream, "BLOCK_ROWS", 100)  # blocks far smaller than the file
+    monkeypatch.setattr(tables, "read_table", None)  # nothing reads the whole file
+    cfg = _config(tmp_path, data, ", cache: false, shuffle_buffer: 300", epochs=10)
+    res = runner.invoke(app, ["train", str(cfg), "--output", str(tmp_path / "runs"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert blocks["t.csv"] > 10
+    run = next((tmp_path / "runs").rglob("model.keras")).parent
+    spec = json.loads((run / "data_spec.json").read_text())
+    counts = spec["counts"]
+    assert counts["train"] + counts["val"] + counts["test"] == 1200 and 150 < counts["test"] < 330
+    res = runner.invoke(app, ["evaluate", str(run), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["metrics"]["accuracy"] > 0.9

@@ -16,7 +16,7 @@ buffer of it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -237,6 +237,10 @@ def table_source(cfg: Any) -> DataBundle:
         raise DataError(f"{path}: the header repeats column(s) {', '.join(map(repr, dup))}")
     features, groups = _columns(cfg, names, path)
     targets = targets_of(cfg)
+    from dlcli.data.stream import stream_source, streams
+
+    if streams(cfg, path):
+        return stream_source(cfg, path, features, groups, targets)
     extra = [d.sample_weight] if d.sample_weight else []
     tables = split_tables(cfg, path, list(dict.fromkeys(features + targets + extra)), float_features(cfg, features))
     if d.limit and tables["train"].num_rows > d.limit:
@@ -284,15 +288,7 @@ def _bundle(cfg: Any, path: Path, tables: dict[str, Any], plan: list[Column], ta
     weights = {s: None if t is None or not d.sample_weight else
                t.column(d.sample_weight).fill_null(0).to_numpy().astype(np.float32) for s, t in tables.items()}
     first = outputs[0]
-    spec = DataSpec(
-        source=d.source, task=first.task, label_mode=first.label_mode, class_names=first.class_names,
-        num_classes=first.num_classes, target_width=1 if first.task == "regression" else None, input_kind="table",
-        path=str(path), target=d.target, features=[c.name for c in plan], seed=int(cfg.seed),
-        columns=[ColumnSpec(name=c.name, type=c.type, dtype=c.dtype, fill=c.fill, input=c.group) for c in plan],
-        outputs=outputs if len(outputs) > 1 else None, sample_weight=d.sample_weight, encoding=d.encoding,
-        counts={s: 0 if t is None else t.num_rows for s, t in tables.items()},
-        token_separator=token_separator(cfg, outputs),
-    )
+    spec = table_spec(cfg, path, plan, outputs, {s: 0 if t is None else t.num_rows for s, t in tables.items()})
     if first.class_names and len(outputs) == 1 and first.task != "ctc":
         spec.class_counts = np.bincount(np.asarray(labels["train"]).reshape(-1).astype(np.int64)
                                         if first.label_mode != "onehot" else np.asarray(labels["train"]).argmax(1),
@@ -302,6 +298,20 @@ def _bundle(cfg: Any, path: Path, tables: dict[str, Any], plan: list[Column], ta
     return bundle
 
 
+def table_spec(cfg: Any, path: Path, plan: list[Column], outputs: list[OutputSpec], counts: dict[str, int]) -> DataSpec:
+    """The DataSpec of a table source: its columns, outputs and split sizes."""
+    d = cfg.data
+    first = outputs[0]
+    return DataSpec(
+        source=d.source, task=first.task, label_mode=first.label_mode, class_names=first.class_names,
+        num_classes=first.num_classes, target_width=1 if first.task == "regression" else None, input_kind="table",
+        path=str(path), target=d.target, features=[c.name for c in plan], seed=int(cfg.seed),
+        columns=[ColumnSpec(name=c.name, type=c.type, dtype=c.dtype, fill=c.fill, input=c.group) for c in plan],
+        outputs=outputs if len(outputs) > 1 else None, sample_weight=d.sample_weight, encoding=d.encoding,
+        counts=counts, token_separator=token_separator(cfg, outputs),
+    )
+
+
 def gap_notes(path: Path, table: Any, plan: list[Column]) -> list[str]:
     """What filled the gaps of the training rows, one line per column."""
     how = {"float32": "the training mean", "int64": "-1 (an unseen category)", "string": "'(missing)', a category of its own"}
@@ -309,9 +319,12 @@ def gap_notes(path: Path, table: Any, plan: list[Column]) -> list[str]:
             for c in plan if table.column(c.name).null_count]
 
 
-def assemble_table(cfg: Any, spec: DataSpec, plan: list[Column], xs: dict, labels: dict, weights: dict) -> DataBundle:
+def assemble_table(cfg: Any, spec: DataSpec, plan: list[Column], xs: dict, labels: dict, weights: dict,
+                   streams: Optional[Callable[[str], Any]] = None) -> DataBundle:
     """Datasets, the adapted FeatureSpace and the model head for column
-    arrays (the rows of each split, or windows of them)."""
+    arrays (the rows of each split, or windows of them). With `streams`
+    (split -> dataset read from disk), `xs["train"]` is only the sample the
+    preprocessing adapts on."""
     from dlcli.data.pipeline import array_batches, table_dataset
 
     d = cfg.data
@@ -358,6 +371,8 @@ def assemble_table(cfg: Any, spec: DataSpec, plan: list[Column], xs: dict, label
         return keras.Model(inputs, outputs, name=model.name)
 
     def make(split: str):
+        if streams is not None:
+            return streams(split)
         if xs[split] is None:
             return None
         return table_dataset(xs[split], labels[split], weights[split], batch_size=d.batch_size,
