@@ -74,6 +74,42 @@ def _check_config_keys(module: Any, ref: Any, *, cfg: Any, key: str, base: type)
         check_kwargs(cls, ref["config"], cfg=cfg, key=key, what=cls.__name__)
 
 
+def _own_object(spec: Any, builtins: Mapping[str, type], module: Any, base: type, *,
+                cfg: Any, key: str, kind: str) -> tuple[Any, Any, str]:
+    """A user's object (`import:`) or dlcli's own class for `spec`, else None.
+
+    Args:
+        spec: the loss or metric as written in the config.
+        builtins: dlcli's classes for names Keras has no object for.
+        module: `keras.losses` or `keras.metrics`, whose classes check the
+            arguments of a `{class_name, config}` reference.
+        base: the Keras base class a user object must subclass.
+        cfg: the Config, for error locations.
+        key: the key path of `spec`.
+        kind: "loss" or "metric", for messages.
+
+    Returns:
+        `(obj, ref, name)`: the object (None when Keras resolves it), the
+        reference in `{class_name, config}` form and its name.
+
+    Raises:
+        ConfigError: arguments the class does not take.
+    """
+    user = user_object(spec, cfg=cfg, key=key, kind=kind, base=base)
+    if user is not None:
+        return user, spec, ""
+    ref = _as_class_config(spec)
+    name = _ref_name(ref)
+    if name in builtins:
+        config = ref["config"] if isinstance(ref, Mapping) else {}
+        cls = builtins[name]
+        check_kwargs(cls, config, cfg=cfg, key=key, what=f"{kind} '{name}'")
+        return cls(**config), ref, name
+    if isinstance(ref, Mapping):
+        _check_config_keys(module, ref, cfg=cfg, key=key, base=base)
+    return None, ref, name
+
+
 def resolve_loss(loss: Any, *, cfg: Any = None, key: str = "compile.loss") -> Any:
     """Resolve a loss as written in a config to what `model.compile` takes.
 
@@ -89,18 +125,9 @@ def resolve_loss(loss: Any, *, cfg: Any = None, key: str = "compile.loss") -> An
     Raises:
         ConfigError: unknown name (with a suggestion) or bad arguments.
     """
-    user = user_object(loss, cfg=cfg, key=key, kind="loss", base=keras.losses.Loss)
-    if user is not None:
-        return user
-    ref = _as_class_config(loss)
-    name = _ref_name(ref)
-    if name in _DLCLI_LOSSES:
-        config = ref["config"] if isinstance(ref, Mapping) else {}
-        cls = _DLCLI_LOSSES[name]
-        check_kwargs(cls, config, cfg=cfg, key=key, what=f"loss '{name}'")
-        return cls(**config)
-    if isinstance(ref, Mapping):
-        _check_config_keys(keras.losses, ref, cfg=cfg, key=key, base=keras.losses.Loss)
+    obj, ref, name = _own_object(loss, _DLCLI_LOSSES, keras.losses, keras.losses.Loss, cfg=cfg, key=key, kind="loss")
+    if obj is not None:
+        return obj
     try:
         return keras.losses.get(ref)
     except (ValueError, TypeError) as exc:
@@ -227,20 +254,11 @@ def resolve_metrics(metrics: Any, *, cfg: Any = None, key: str = "compile.metric
 
 
 def _resolve_metric(metric: Any, *, cfg: Any, key: str) -> Any:
-    user = user_object(metric, cfg=cfg, key=key, kind="metric", base=keras.metrics.Metric)
-    if user is not None:
-        return user
-    ref = _as_class_config(metric)
-    name = _ref_name(ref)
-    if name in _DLCLI_METRICS:
-        config = ref["config"] if isinstance(ref, Mapping) else {}
-        cls = _DLCLI_METRICS[name]
-        check_kwargs(cls, config, cfg=cfg, key=key, what=f"metric '{name}'")
-        return cls(**config)
+    obj, ref, name = _own_object(metric, _DLCLI_METRICS, keras.metrics, keras.metrics.Metric, cfg=cfg, key=key, kind="metric")
+    if obj is not None:
+        return obj
     if isinstance(ref, str) and ref in _COMPILE_METRIC_STRINGS:
         return ref
-    if isinstance(ref, Mapping):
-        _check_config_keys(keras.metrics, ref, cfg=cfg, key=key, base=keras.metrics.Metric)
     try:
         obj = keras.metrics.get(ref)
     except (ValueError, TypeError) as exc:
