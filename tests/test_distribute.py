@@ -11,7 +11,8 @@ import shutil
 import pytest
 
 from dlcli.errors import ConfigError
-from dlcli.training import distribute, multiworker
+from dlcli.training import distribute
+from dlcli.training.cluster import cluster_resolver, is_chief
 
 SLURM_VARS = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NODELIST", "SLURM_STEP_TASKS_PER_NODE")
 
@@ -41,7 +42,7 @@ def _tf_config(monkeypatch, cluster, kind, index):
 
 def test_multi_worker_without_a_cluster_is_a_config_error(no_cluster):
     with pytest.raises(ConfigError) as err:
-        multiworker.cluster_resolver(_cfg(distribute="multi_worker"))
+        cluster_resolver(_cfg(distribute="multi_worker"))
     assert err.value.key == "train.distribute"
     assert "TF_CONFIG" in str(err.value) and "srun" in str(err.value)
 
@@ -58,7 +59,7 @@ def test_multi_worker_without_a_cluster_is_a_config_error(no_cluster):
 def test_bad_tf_config_is_named(no_cluster, monkeypatch, raw, words):
     monkeypatch.setenv("TF_CONFIG", raw)
     with pytest.raises(ConfigError) as err:
-        multiworker.cluster_resolver()
+        cluster_resolver()
     assert words in str(err.value)
 
 
@@ -73,9 +74,9 @@ def test_bad_tf_config_is_named(no_cluster, monkeypatch, raw, words):
 )
 def test_tf_config_task_and_chief(no_cluster, monkeypatch, cluster, kind, index, chief):
     _tf_config(monkeypatch, cluster, kind, index)
-    resolver = multiworker.cluster_resolver()
+    resolver = cluster_resolver()
     assert (resolver.task_type, resolver.task_id) == (kind, index)
-    assert multiworker.is_chief(resolver) is chief
+    assert is_chief(resolver) is chief
 
 
 def test_slurm_step_on_cpu_nodes(no_cluster, monkeypatch):
@@ -88,12 +89,12 @@ def test_slurm_step_on_cpu_nodes(no_cluster, monkeypatch):
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda cmd, *a, **k: None if cmd == "nvidia-smi" else real_which(cmd, *a, **k))
 
-    resolver = multiworker.cluster_resolver()
+    resolver = cluster_resolver()
     assert resolver.cluster_spec().as_dict() == {
         "worker": ["node07:8888", "node07:8889", "node08:8888", "node08:8889"]
     }
     assert (resolver.task_type, resolver.task_id) == ("worker", 3)
-    assert not multiworker.is_chief(resolver)
+    assert not is_chief(resolver)
     # A CPU node: no GPU list is exported to the process.
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
@@ -102,7 +103,7 @@ def test_tf_config_wins_over_slurm(no_cluster, monkeypatch):
     monkeypatch.setenv("SLURM_PROCID", "1")
     monkeypatch.setenv("SLURM_STEP_NODELIST", "n1")
     _tf_config(monkeypatch, {"worker": ["a:1", "b:2"]}, "worker", 0)
-    resolver = multiworker.cluster_resolver()
+    resolver = cluster_resolver()
     assert resolver.cluster_spec().as_dict() == {"worker": ["a:1", "b:2"]}
 
 

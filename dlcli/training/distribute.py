@@ -7,7 +7,8 @@
   none).
 - auto: mirrored when more than one GPU is visible, else none.
 - multi_worker: `MultiWorkerMirroredStrategy` over the cluster described
-  by TF_CONFIG, or by Slurm (`srun`); see `dlcli.training.multiworker`.
+  by TF_CONFIG, or by Slurm (`srun`); see `dlcli.training.cluster` and
+  `dlcli.training.multiworker`.
 
 `data.batch_size` is per replica: with R replicas a step sees R times as
 many samples, and `train.scale_learning_rate` multiplies the learning rate
@@ -20,7 +21,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional
 
-from dlcli.training import multiworker
+from dlcli.training import cluster, multiworker
 
 
 def get_strategy(cfg: Any) -> tuple[Any, bool]:
@@ -35,7 +36,7 @@ def get_strategy(cfg: Any) -> tuple[Any, bool]:
     """
     kind = cfg.train.distribute
     if kind == "multi_worker":
-        return multiworker.get_multi_worker_strategy(cfg)
+        return cluster.get_multi_worker_strategy(cfg)
 
     import tensorflow as tf
 

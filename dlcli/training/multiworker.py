@@ -1,4 +1,5 @@
-"""Multi-worker training: the cluster, the strategy, and a fit loop of our own.
+"""Multi-worker training: a fit loop of our own (the cluster and the
+strategy are `dlcli.training.cluster`).
 
 With Keras 3 (TensorFlow >= 2.16) `model.fit` fails under
 `MultiWorkerMirroredStrategy` (keras-team/keras#20585: "Attempt to convert
@@ -25,127 +26,7 @@ batch hooks, test hooks during validation, `val_` logs, a `History`).
 
 from __future__ import annotations
 
-import itertools
-import json
-import os
-import shutil
-from typing import Any, Optional
-
-from dlcli.errors import ConfigError
-
-TF_CONFIG = "TF_CONFIG"
-SLURM_PORT_BASE = 8888  # TensorFlow's SlurmClusterResolver default
-
-
-def in_slurm_step() -> bool:
-    """True inside a Slurm job step (`srun`), where the cluster can be read
-    from Slurm's environment."""
-    return "SLURM_PROCID" in os.environ and "SLURM_STEP_NODELIST" in os.environ
-
-
-def cluster_resolver(cfg: Any = None) -> Any:
-    """The cluster this process belongs to: TF_CONFIG, else Slurm.
-
-    Args:
-        cfg: the config, to locate errors at `train.distribute`.
-
-    Returns:
-        A `tf.distribute.cluster_resolver.ClusterResolver` with the cluster
-        spec, task type and task id resolved.
-
-    Raises:
-        ConfigError: no cluster is described, TF_CONFIG is malformed, or the
-            task is not a chief/worker.
-    """
-    import tensorflow as tf
-
-    def fail(message: str, hint: Optional[str] = None) -> ConfigError:
-        hint = hint or "see docs/distributed.md"
-        if cfg is not None and hasattr(cfg, "error"):
-            return cfg.error("train.distribute", message, hint=hint)
-        return ConfigError(message, key="train.distribute", hint=hint)
-
-    raw = os.environ.get(TF_CONFIG, "").strip()
-    if raw:
-        try:
-            tf_config = json.loads(raw)
-        except ValueError as exc:
-            raise fail(f"TF_CONFIG is not valid JSON ({exc})") from None
-        if not isinstance(tf_config, dict) or not isinstance(tf_config.get("cluster"), dict):
-            raise fail('TF_CONFIG has no "cluster" mapping', hint='expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}')
-        task = tf_config.get("task") or {}
-        kind, index = task.get("type"), task.get("index")
-        if kind not in ("chief", "worker"):
-            raise fail(
-                f"TF_CONFIG task type {kind!r} is not supported",
-                hint="MultiWorkerMirroredStrategy runs chief and worker tasks only",
-            )
-        addresses = tf_config["cluster"].get(kind)
-        if not isinstance(addresses, list) or not isinstance(index, int) or not 0 <= index < len(addresses):
-            raise fail(f"TF_CONFIG task {kind}:{index} is not in the cluster {tf_config['cluster']}")
-        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-        resolver.cluster_spec()
-        return resolver
-
-    if in_slurm_step():
-        kwargs: dict[str, Any] = {"port_base": SLURM_PORT_BASE}
-        if "CUDA_VISIBLE_DEVICES" not in os.environ and shutil.which("nvidia-smi") is None:
-            # A CPU-only node: TensorFlow's resolver would run nvidia-smi and,
-            # with zero GPUs, allocate no task at all. One pretend GPU per
-            # task (not exported to CUDA) makes it lay out the tasks.
-            kwargs.update(
-                gpus_per_node=int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")),
-                gpus_per_task=1,
-                auto_set_gpu=False,
-            )
-        try:
-            resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(**kwargs)
-            resolver.cluster_spec()  # also sets task_type / task_id
-        except (RuntimeError, ValueError) as exc:
-            raise fail(f"cannot read the Slurm job step: {exc}", hint="launch one task per worker with srun") from None
-        return resolver
-
-    raise fail(
-        "multi_worker needs a cluster: set TF_CONFIG on every worker, or launch the workers with srun under Slurm",
-    )
-
-
-def is_chief(resolver: Any) -> bool:
-    """The chief (or worker 0 when the cluster has no chief) writes the run
-    folder; every other worker writes nothing the user sees."""
-    spec = resolver.cluster_spec().as_dict()
-    if "chief" in spec:
-        return resolver.task_type == "chief"
-    return resolver.task_type == "worker" and int(resolver.task_id or 0) == 0
-
-
-def get_multi_worker_strategy(cfg: Any = None) -> tuple[Any, bool]:
-    """Create the MultiWorkerMirroredStrategy for this process.
-
-    Must run before TensorFlow executes its first operation (collective ops
-    are configured at startup).
-
-    Returns:
-        (strategy, is_chief).
-
-    Raises:
-        ConfigError: see `cluster_resolver`; or TensorFlow already ran in
-            this process.
-    """
-    import tensorflow as tf
-
-    resolver = cluster_resolver(cfg)
-    try:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    except RuntimeError as exc:
-        # A Python caller that ran TensorFlow before asking for multi_worker.
-        message = f"MultiWorkerMirroredStrategy cannot start in this process: {exc}"
-        hint = "start multi-worker training in a new process (dlcli train ... --distribute multi_worker)"
-        if cfg is not None and hasattr(cfg, "error"):
-            raise cfg.error("train.distribute", message, hint=hint) from None
-        raise ConfigError(message, key="train.distribute", hint=hint) from None
-    return strategy, is_chief(resolver)
-
+from typing import Any, Callable, Optional
 
 # -- input ---------------------------------------------------------------
 
@@ -462,18 +343,8 @@ def fit(
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
         cbs.on_epoch_begin(epoch)
-        logs: dict[str, Any] = {}
-        batches = iter(dist_train)
-        for step in itertools.count():
-            try:
-                data = next(batches)
-            except StopIteration:
-                break
-            cbs.on_train_batch_begin(step)
-            logs = _pythonify(loop.train_step(data))
-            cbs.on_train_batch_end(step, logs)
-            if loop.should_stop():
-                break
+        logs = _run_batches(dist_train, loop.train_step, cbs.on_train_batch_begin, cbs.on_train_batch_end,
+                            stop=loop.should_stop)
         epoch_logs = dict(logs)
         if dist_val is not None:
             val_logs = _evaluate(loop, dist_val, cbs)
@@ -486,19 +357,35 @@ def fit(
     return model.history
 
 
+def _run_batches(dist_dataset: Any, step_fn: Callable[[Any], dict[str, Any]], on_begin: Callable[..., Any],
+                 on_end: Callable[..., Any], stop: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
+    """Run `step_fn` on every distributed batch between the batch hooks.
+
+    Args:
+        dist_dataset: a distributed dataset.
+        step_fn: the loop's train or test step.
+        on_begin: the callbacks' batch-begin hook (`on_train_batch_begin`).
+        on_end: the batch-end hook, given the step's logs.
+        stop: asked after every batch (a collective: every worker asks it
+            equally often); True ends the pass.
+
+    Returns:
+        The last batch's logs ({} for an empty dataset).
+    """
+    logs: dict[str, Any] = {}
+    for step, data in enumerate(dist_dataset):
+        on_begin(step)
+        logs = _pythonify(step_fn(data))
+        on_end(step, logs)
+        if stop is not None and stop():
+            break
+    return logs
+
+
 def _evaluate(loop: DistributedLoop, dist_dataset: Any, cbs: Any) -> dict[str, Any]:
     loop.model.reset_metrics()
     cbs.on_test_begin()
-    logs: dict[str, Any] = {}
-    batches = iter(dist_dataset)
-    for step in itertools.count():
-        try:
-            data = next(batches)
-        except StopIteration:
-            break
-        cbs.on_test_batch_begin(step)
-        logs = _pythonify(loop.test_step(data))
-        cbs.on_test_batch_end(step, logs)
+    logs = _run_batches(dist_dataset, loop.test_step, cbs.on_test_batch_begin, cbs.on_test_batch_end)
     cbs.on_test_end(logs)
     return logs
 
