@@ -148,7 +148,7 @@ def _run_base(text: str) -> BaseModel:
     """A dlcli run (or .keras file) as the backbone: its model cut before
     its head, on the input it was trained on."""
     from dlcli.model import load_model
-    from dlcli.model.backbones import cut_before_head
+    from dlcli.model.backbone_build import cut_before_head
     from dlcli.runs import resolve_run
 
     run = resolve_run(text)

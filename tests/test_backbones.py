@@ -14,7 +14,8 @@ import pytest  # noqa: E402
 from dlcli.config.schema import Config  # noqa: E402
 from dlcli.errors import ConfigError, DataError  # noqa: E402
 from dlcli.model import BackbonePreprocess, build_model, find_backbone, list_backbones, summarize  # noqa: E402
-from dlcli.model.backbones import backbone_registry, cut_before_head, find_info  # noqa: E402
+from dlcli.model.backbone_build import cut_before_head  # noqa: E402
+from dlcli.model.backbones import backbone_registry, find_info  # noqa: E402
 
 
 def make_cfg(layers, name="bb"):

@@ -16,7 +16,7 @@ hand-written twin under the same seed.
 Classes come from Keras: `keras.layers.<ClassName>`, objects registered
 with `keras.saving.register_keras_serializable`, or a dotted import path
 (`mypkg.layers.Gate`) for a custom layer. Besides, `Backbone` builds a
-`keras.applications` model (see `backbones.py`).
+`keras.applications` model (see `backbone_build.py`).
 
 Every mistake becomes a ConfigError located at `model.layers.<i>`.
 """
@@ -39,7 +39,7 @@ from dlcli.model._common import (
     short_message,
     user_object,
 )
-from dlcli.model.backbones import apply_backbone
+from dlcli.model.backbone_build import apply_backbone
 
 # A kwarg value that stands for the data's number of classes.
 NUM_CLASSES = "num_classes"
