@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from dlcli.config import config_from_dict, load_config
-from dlcli.config.loader import parse_yaml
+from dlcli.config.yamlfile import parse_yaml
 from dlcli.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parent / "configs"

@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from dlcli.config.loader import apply_overrides, load_document, resolve_extends
+from dlcli.config.loader import load_document, resolve_extends
+from dlcli.config.overrides import apply_overrides
 from dlcli.config.schema import Config
 from dlcli.config.suggest import tidy
 from dlcli.config.validate import build_config

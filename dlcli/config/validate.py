@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from dlcli.config.loader import KeyPath, Positions, section_model, dotted
+from dlcli.config.overrides import section_model
+from dlcli.config.yamlfile import KeyPath, Positions, dotted
 from dlcli.config.schema import Config
 from dlcli.config.suggest import closest, did_you_mean
 from dlcli.errors import ConfigError
