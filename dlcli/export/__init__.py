@@ -18,7 +18,7 @@ from dlcli.export.table import EXPORT_FORMATS, FORMATS, QUANTIZE, ExportFormat, 
 _LAZY = {
     "DEFAULT_CALIBRATION_SAMPLES": "dlcli.export.core",
     "DEFAULT_SAMPLES": "dlcli.export.core",
-    "EXPORT_FILE": "dlcli.export.core",
+    "EXPORT_FILE": "dlcli.export.record",
     "check_options": "dlcli.export.core",
     "export_key": "dlcli.export.core",
     "export_run": "dlcli.export.core",

@@ -1,5 +1,5 @@
 """The export formats, one row each: adding a format is one row here and
-one `export_<name>` writer in `dlcli.export.core` (with its `load_<name>`
+one `export_<name>` writer in `dlcli.export.writers` (with its `load_<name>`
 runtime in `dlcli.export.runtimes` for the parity check).
 
 Nothing here imports TensorFlow or numpy: the CLI reads its `--format`
@@ -48,10 +48,10 @@ class ExportFormat:
         return self.file.format(quantize="" if quantize == "none" else f"_{quantize}")
 
     def writer(self) -> Callable[..., dict[str, Any]]:
-        """`dlcli.export.core.export_<name>` (imports the exporter)."""
-        from dlcli.export import core
+        """`dlcli.export.writers.export_<name>` (imports the exporter)."""
+        from dlcli.export import writers
 
-        return getattr(core, f"export_{self.name}")
+        return getattr(writers, f"export_{self.name}")
 
     def loader(self) -> Callable[..., Any]:
         """`dlcli.export.runtimes.load_<name>`: the parity check's runtime."""
