@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import shutil
+from typing import Annotated, Optional
 
 import typer
+
+def _placeholders_in_one_style() -> None:
+    """Help names a value by one upper-case word (CONFIG, N, DIR: the
+    metavar every dlcli parameter sets) and shows nothing for a flag;
+    Typer's own lower-case type labels (`<path>`, `<bool>`) would be a
+    second style beside it, so they are dropped."""
+    from typer.core import TyperArgument, TyperOption
+
+    argument_type, option_type = TyperArgument.display_type_rich, TyperOption.display_type_rich
+
+    def argument(self: TyperArgument, ctx: typer.Context) -> Optional[str]:
+        return None if self.metavar else argument_type(self, ctx)
+
+    def option(self: TyperOption, ctx: typer.Context) -> Optional[str]:
+        return None if self.is_flag else option_type(self, ctx)
+
+    TyperArgument.display_type_rich = argument  # type: ignore[method-assign]
+    TyperOption.display_type_rich = option  # type: ignore[method-assign]
+
+
+_placeholders_in_one_style()
 
 app = typer.Typer(
     name="dlcli",
@@ -12,7 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="rich" if shutil.get_terminal_size().columns >= 80 else None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

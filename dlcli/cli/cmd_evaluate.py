@@ -22,7 +22,7 @@ DataOpt = Annotated[
         "-d",
         help=(
             "Evaluate on other data instead of the test split: a folder of images, a .csv or .npz file, "
-            "or key=value pairs in the config's data: syntax (source=csv,path=x.csv,target=y). "
+            "or key=value pairs in the config's data: syntax (source=csv,path=x.csv). "
             "Merged over the run's data config, so preprocessing stays as in training."
         ),
         metavar="DATA",

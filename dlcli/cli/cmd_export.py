@@ -24,7 +24,7 @@ QuantizeOpt = Annotated[
 ]
 MinAgreementOpt = Annotated[
     Optional[float],
-    typer.Option("--min-agreement", help="Least share of held-out samples on which the export must agree with the Keras model (default 0.99; 0.97 for int8).", metavar="F"),
+    typer.Option("--min-agreement", help="Least share of held-out samples on which the export must agree with the Keras model. (default: 0.99; 0.97 for int8)", metavar="F"),
 ]
 SamplesOpt = Annotated[
     int, typer.Option("--samples", help="Held-out samples (test split, else validation) for the parity check. (default: 500)", metavar="N", show_default=False)

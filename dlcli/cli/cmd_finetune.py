@@ -124,7 +124,7 @@ def demo_data(
     size: Annotated[int, typer.Option("--size", min=8, metavar="PIXELS", show_default=False, help="Typical image side in pixels; each image varies by up to 25%. (default: 128)")] = 128,
     corrupt: Annotated[bool, typer.Option("--corrupt/--no-corrupt", show_default=False, help="Add three broken files, which image_dir skips (or refuses with --strict). (default: on)")] = True,
     seed: Annotated[int, typer.Option("--seed", metavar="N", show_default=False, help="Random seed; the same seed writes the same images. (default: 0)")] = 0,
-    kind: Annotated[str, typer.Option("--kind", metavar="KIND", show_default=False, help="What to write: cats_dogs (default), shapes (images + masks), texts (.txt class folders), tones (.wav class folders), denoise or multi (an .npz in DIR).")] = "cats_dogs",
+    kind: Annotated[str, typer.Option("--kind", metavar="KIND", show_default=False, help="What to write: cats_dogs, shapes (images + masks), texts (.txt class folders), tones (.wav class folders), denoise or multi (an .npz in DIR). (default: cats_dogs)")] = "cats_dogs",
     json_: JsonOpt = False,
 ) -> None:
     """Write generated stand-in data (default: a two-class image folder, cats/ dogs/) for trying dlcli offline.

@@ -19,15 +19,16 @@ from dlcli.cli.common import (
 )
 
 TuneConfigArg = Annotated[Path, typer.Argument(help="A YAML config with a tune: section.", metavar="CONFIG", show_default=False)]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, metavar="N", help="Worker processes to run on this machine.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, metavar="N", help="Worker processes to run on this machine. (default: 1)", show_default=False)]
 StorageOpt = Annotated[
     Optional[str],
-    typer.Option("--storage", metavar="URL", help="Optuna database URL shared by workers on many machines (default: SQLite in the study folder)."),
+    typer.Option("--storage", metavar="URL", help="Optuna database URL shared by workers on many machines. (default: SQLite in the study folder)"),
 ]
 TrialsOpt = Annotated[Optional[int], typer.Option("--trials", "-t", min=1, metavar="N", help="Trials the study should hold (shorthand for --set tune.trials=N).")]
 HeartbeatOpt = Annotated[
     int,
-    typer.Option("--heartbeat", min=1, metavar="SECONDS", help="Seconds between a running trial's heartbeats; a trial silent for 3 of them is retried."),
+    typer.Option("--heartbeat", min=1, metavar="SECONDS", help="Seconds between a running trial's heartbeats; a trial silent for 3 of them is retried. (default: 10)",
+                 show_default=False),
 ]
 
 
@@ -45,7 +46,7 @@ def tune(
 ) -> None:
     """Search hyperparameters with Optuna; every trial is a run folder.
 
-    The study folder is <output>/<name>/tune/: study.db, best.yaml,
+    The study folder is OUTPUT/NAME/tune/: study.db, best.yaml,
     trials.json, plots/ and trial-<NNN>/1/ run folders. Running the same
     command again resumes the study.
 

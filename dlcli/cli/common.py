@@ -77,7 +77,7 @@ TrustModuleOpt = Annotated[
         "--trust-module",
         metavar="MODULE",
         help="Let a run folder / model file use classes from this installed module (and its submodules). "
-        "Repeatable; also DLCLI_TRUSTED_MODULES=mod1,mod2.",
+        "Repeatable; also the environment variable DLCLI_TRUSTED_MODULES, comma-separated.",
     ),
 ]
 
