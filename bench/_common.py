@@ -121,14 +121,34 @@ def alternate(repeats: int, sides: dict[str, Callable[[], float]]) -> dict[str, 
 
 
 def best(values: Iterable[float], higher_is_better: bool = True) -> float:
-    """The best of repeated measurements: on a shared machine, load only
-    ever slows a run down, so the best run is the least disturbed."""
+    """The best of repeated measurements (a secondary figure only: the
+    headline is `pair_ratio`'s per-pair median)."""
     values = list(values)
     return max(values) if higher_is_better else min(values)
 
 
-def median(values: Iterable[float]) -> float:
-    return statistics.median(list(values))
+def median(values: Iterable[Optional[float]]) -> Optional[float]:
+    """The median of the measured values (None ones, not measured, left out)."""
+    kept = [v for v in values if v is not None]
+    return statistics.median(kept) if kept else None
+
+
+def pair_ratio(numerators: Iterable[Optional[float]], denominators: Iterable[Optional[float]]) -> Optional[float]:
+    """The median over rounds of numerator / denominator, round i of one
+    side paired with round i of the other (measured back to back by
+    `alternate`), so load that changes between rounds cancels within each
+    pair. Pairs with a side not measured (None) are left out."""
+    return median(a / b for a, b in zip(numerators, denominators) if a is not None and b)
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, with the CPU count, to print
+    beside every figure."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def machine() -> dict[str, Any]:

@@ -10,7 +10,9 @@ pre-flight check of every file, decoders picked per file). Throughput is
 images per second over the second epoch (the first one is reported too,
 with the set-up: listing the folder, and dlcli's pre-flight check), and,
 as a figure that machine load disturbs less, images per CPU-second. Each
-side runs in fresh processes, alternating; the best of the repeats counts.
+side runs in fresh processes in interleaved rounds (Keras, dlcli, ...); a
+ratio is the median over rounds of each round's dlcli/Keras ratio
+(per-pair median), printed with the load average.
 
 Usage:
     python bench/bench_pipeline.py             # 2,000 images
@@ -29,7 +31,8 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import alternate, best, child_env, machine, run_json, table, verdict, write_result  # noqa: E402
+from _common import alternate, child_env, load_average, machine, median, pair_ratio, run_json, table, verdict  # noqa: E402
+from _common import write_result  # noqa: E402
 
 TARGET = 1.5
 IMAGE_SIZE = (224, 224)
@@ -117,9 +120,10 @@ def run(quick: bool, repeats: int, workdir: Path, images: Optional[int] = None) 
             "steady_images_per_cpu_s": [r["steady_images_per_cpu_s"] for r in runs[side]],
             "first_epoch_images_per_s": [r["first_epoch_images_per_s"] for r in runs[side]],
         }
-    out["ratio"] = best(out["dlcli"]["steady_images_per_s"]) / best(out["keras"]["steady_images_per_s"])
-    out["cpu_ratio"] = best(out["dlcli"]["steady_images_per_cpu_s"]) / best(out["keras"]["steady_images_per_cpu_s"])
-    out["first_epoch_ratio"] = best(out["dlcli"]["first_epoch_images_per_s"]) / best(out["keras"]["first_epoch_images_per_s"])
+    for key, figure in (("ratio", "steady_images_per_s"), ("cpu_ratio", "steady_images_per_cpu_s"),
+                        ("first_epoch_ratio", "first_epoch_images_per_s")):
+        out[key] = pair_ratio(out["dlcli"][figure], out["keras"][figure])
+    out["load_average"] = load_average()
     out["target"] = TARGET
     out["verdict"] = verdict(out["ratio"], TARGET)
     return out
@@ -127,22 +131,24 @@ def run(quick: bool, repeats: int, workdir: Path, images: Optional[int] = None) 
 
 def report(r: dict[str, Any]) -> str:
     rows = [
-        ["steady epoch", f"{best(r['keras']['steady_images_per_s']):,.0f}", f"{best(r['dlcli']['steady_images_per_s']):,.0f}",
-         f"{r['ratio']:.2f}x", f">= {r['target']}x", r["verdict"]],
-        ["steady epoch, per CPU-second", f"{best(r['keras']['steady_images_per_cpu_s']):,.0f}",
-         f"{best(r['dlcli']['steady_images_per_cpu_s']):,.0f}", f"{r['cpu_ratio']:.2f}x", "", ""],
-        ["first epoch + set-up", f"{best(r['keras']['first_epoch_images_per_s']):,.0f}",
-         f"{best(r['dlcli']['first_epoch_images_per_s']):,.0f}", f"{r['first_epoch_ratio']:.2f}x", "", ""],
+        [what, f"{median(r['keras'][figure]):,.0f}", f"{median(r['dlcli'][figure]):,.0f}", f"{r[key]:.2f}x", target,
+         r["verdict"] if key == "ratio" else ""]
+        for what, figure, key, target in (
+            ("steady epoch", "steady_images_per_s", "ratio", f">= {r['target']}x"),
+            ("steady epoch, per CPU-second", "steady_images_per_cpu_s", "cpu_ratio", ""),
+            ("first epoch + set-up", "first_epoch_images_per_s", "first_epoch_ratio", ""),
+        )
     ]
-    head = f"{r['images']} JPEGs {r['photo_size'][0]}x{r['photo_size'][1]} -> {r['image_size'][0]}x{r['image_size'][1]}, batch 32\n"
-    return head + table(rows, ["images/s", "image_dataset_from_directory", "dlcli image_dir", "dlcli/keras", "target", ""])
+    head = (f"{r['images']} JPEGs {r['photo_size'][0]}x{r['photo_size'][1]} -> {r['image_size'][0]}x{r['image_size'][1]}, "
+            f"batch 32; {r['repeats']} interleaved round(s): images/s are medians, ratios per-pair medians\n")
+    return head + f"{r['load_average']}\n" + table(rows, ["images/s", "image_dataset_from_directory", "dlcli image_dir", "dlcli/keras", "target", ""])
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="300 images instead of 2,000")
     p.add_argument("--images", type=int, help="images in the folder (default 2,000; quick 300)")
-    p.add_argument("--repeats", type=int, default=None, help="measurements per side (default 3, quick 1)")
+    p.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 3, quick 2)")
     p.add_argument("--workdir", help="where the image folder goes (default: a temporary folder)")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.add_argument("--child", choices=("dlcli", "keras"), help=argparse.SUPPRESS)
@@ -152,7 +158,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if a.child:
         child(a.child, a.folder, a.epochs)
         return 0
-    repeats = a.repeats or (1 if a.quick else 3)
+    repeats = a.repeats or (2 if a.quick else 3)
     with tempfile.TemporaryDirectory(prefix="dlcli-bench-pipeline-") as tmp:
         workdir = Path(a.workdir) if a.workdir else Path(tmp)
         result = run(a.quick, repeats, workdir, a.images)

@@ -16,8 +16,10 @@ Throughput is training samples per second from the end of epoch 1 to the
 end of the last epoch, so start-up, tracing and compilation are left out
 and everything done per epoch is counted; it is given per wall-clock
 second and (Linux) per CPU-second of the process, the figure that load
-from other processes disturbs least. Each side runs in fresh processes,
-alternating; the best of the repeats counts.
+from other processes disturbs least. Each side runs in fresh processes in
+interleaved rounds (Keras, dlcli, Keras, dlcli, ...); the ratio is the
+median over rounds of each round's dlcli/Keras ratio (per-pair median),
+printed with the load average.
 
 `--knobs` also measures dlcli with single speed settings changed
 (steps_per_execution, jit_compile, data.cache, mixed precision), to show
@@ -40,18 +42,8 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
-    alternate,
-    best,
-    child_env,
-    dlcli_command,
-    epoch_end_times,
-    machine,
-    steady_rate,
-    table,
-    verdict,
-    write_result,
-)
+from _common import alternate, child_env, dlcli_command, epoch_end_times, load_average, machine, median  # noqa: E402
+from _common import pair_ratio, steady_rate, table, verdict, write_result  # noqa: E402
 
 CONVNET_LAYERS = [
     {"Rescaling": {"scale": 1 / 255}},
@@ -195,62 +187,70 @@ def run(
         entry: dict[str, Any] = {"samples": n, "epochs": epochs, "batch_size": w["batch"], "target": w["target"]}
         for side in ("keras", "dlcli"):
             entry[f"{side}_samples_per_s"] = [r[0] for r in rates[side]]
-            entry[f"{side}_samples_per_cpu_s"] = [r[1] for r in rates[side] if r[1] is not None]
-        entry["ratio"] = best(entry["dlcli_samples_per_s"]) / best(entry["keras_samples_per_s"])
-        if entry["keras_samples_per_cpu_s"] and entry["dlcli_samples_per_cpu_s"]:
-            entry["cpu_ratio"] = best(entry["dlcli_samples_per_cpu_s"]) / best(entry["keras_samples_per_cpu_s"])
+            entry[f"{side}_samples_per_cpu_s"] = [r[1] for r in rates[side]]
+        entry["ratio"] = pair_ratio(entry["dlcli_samples_per_s"], entry["keras_samples_per_s"])
+        entry["cpu_ratio"] = pair_ratio(entry["dlcli_samples_per_cpu_s"], entry["keras_samples_per_cpu_s"])
         entry["verdict"] = verdict(entry["ratio"], w["target"])
+        entry["load_average"] = load_average()
         if knobs:
-            entry["knobs"] = {}
-            base = best(entry["dlcli_samples_per_s"])
-            base_cpu = best(entry["dlcli_samples_per_cpu_s"]) if entry["dlcli_samples_per_cpu_s"] else None
-            variants = {k: (lambda o=o: measure_dlcli(config, workdir, o)) for k, o in KNOBS.items()}
-            variants["keras steps_per_execution=32"] = lambda: measure_keras(name, data, epochs, {"steps_per_execution": 32})
-            for knob, measure in variants.items():
-                r = [measure() for _ in range(repeats)]
-                wall = best(x[0] for x in r)
-                cpu = best(x[1] for x in r) if all(x[1] is not None for x in r) else None
-                entry["knobs"][knob] = {
-                    "samples_per_s": wall,
-                    "vs_dlcli_defaults": wall / base,
-                    "samples_per_cpu_s": cpu,
-                    "cpu_vs_dlcli_defaults": cpu / base_cpu if cpu and base_cpu else None,
-                }
+            entry["knobs"] = measure_knobs(name, data, config, workdir, epochs, repeats)
         results["workloads"][name] = entry
     return results
 
 
+def measure_knobs(name: str, data: Path, config: Path, workdir: Path, epochs: int, repeats: int) -> dict[str, Any]:
+    """Each setting against dlcli's defaults, in its own interleaved rounds
+    (defaults, setting, defaults, setting, ...): per-pair median ratios."""
+    variants = {k: (lambda o=o: measure_dlcli(config, workdir, o)) for k, o in KNOBS.items()}
+    variants["keras steps_per_execution=32"] = lambda: measure_keras(name, data, epochs, {"steps_per_execution": 32})
+    out: dict[str, Any] = {}
+    for knob, measure in variants.items():
+        r = alternate(repeats, {"defaults": lambda: measure_dlcli(config, workdir), knob: measure})
+        wall, cpu = [x[0] for x in r[knob]], [x[1] for x in r[knob]]
+        out[knob] = {
+            "samples_per_s": median(wall),
+            "vs_dlcli_defaults": pair_ratio(wall, [x[0] for x in r["defaults"]]),
+            "samples_per_cpu_s": median(cpu),
+            "cpu_vs_dlcli_defaults": pair_ratio(cpu, [x[1] for x in r["defaults"]]),
+        }
+    return out
+
+
 def report(results: dict[str, Any]) -> str:
-    def cpu(e: dict[str, Any], side: str) -> str:
-        values = e.get(f"{side}_samples_per_cpu_s")
-        return f"{best(values):,.0f}" if values else "-"
+    def rate(values: list[Optional[float]]) -> str:
+        m = median(values)
+        return f"{m:,.0f}" if m is not None else "-"
+
+    def times(value: Optional[float]) -> str:
+        return f"{value:.2f}x" if value is not None else "-"
 
     rows = []
     for name, e in results["workloads"].items():
         rows.append([
-            name, e["samples"], f"{best(e['keras_samples_per_s']):,.0f}", f"{best(e['dlcli_samples_per_s']):,.0f}",
-            f"{e['ratio']:.2f}x", cpu(e, "keras"), cpu(e, "dlcli"),
-            f"{e['cpu_ratio']:.2f}x" if "cpu_ratio" in e else "-", f">= {e['target']}x", e["verdict"],
+            name, e["samples"], rate(e["keras_samples_per_s"]), rate(e["dlcli_samples_per_s"]), times(e["ratio"]),
+            rate(e["keras_samples_per_cpu_s"]), rate(e["dlcli_samples_per_cpu_s"]), times(e.get("cpu_ratio")),
+            f">= {e['target']}x", e["verdict"],
         ])
-    text = table(rows, ["workload", "samples", "keras /s", "dlcli /s", "dlcli/keras",
-                        "keras /cpu-s", "dlcli /cpu-s", "cpu ratio", "target", ""])
+    text = (f"{results['repeats']} interleaved round(s); samples/s are medians, ratios per-pair medians\n"
+            + table(rows, ["workload", "samples", "keras /s", "dlcli /s", "dlcli/keras",
+                           "keras /cpu-s", "dlcli /cpu-s", "cpu ratio", "target", ""]))
     for name, e in results["workloads"].items():
         if "knobs" in e:
             krows = [
-                [k, f"{v['samples_per_s']:,.0f}", f"{v['vs_dlcli_defaults']:.2f}x",
-                 f"{v['samples_per_cpu_s']:,.0f}" if v["samples_per_cpu_s"] else "-",
-                 f"{v['cpu_vs_dlcli_defaults']:.2f}x" if v["cpu_vs_dlcli_defaults"] else "-"]
+                [k, rate([v["samples_per_s"]]), times(v["vs_dlcli_defaults"]), rate([v["samples_per_cpu_s"]]),
+                 times(v["cpu_vs_dlcli_defaults"])]
                 for k, v in e["knobs"].items()
             ]
             text += f"\n\n{name}: one setting changed from dlcli's defaults (samples per second)\n"
             text += table(krows, ["setting", "wall", "vs defaults", "per cpu-s", "vs defaults"])
-    return text
+    loads = "; ".join(f"{name}: {e['load_average']}" for name, e in results["workloads"].items())
+    return text + f"\n\nafter each workload, {loads}"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a tenth of the data, fewer epochs")
-    p.add_argument("--repeats", type=int, default=None, help="measurements per side (default 2, quick 1)")
+    p.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 3, quick 2)")
     p.add_argument("--knobs", action="store_true", help="also measure single speed settings")
     p.add_argument("--workload", choices=sorted(WORKLOADS), action="append", help="only this workload (repeatable)")
     p.add_argument("--samples", type=int, help="samples per workload (default 60,000 / 20,000; quick a tenth)")
@@ -264,7 +264,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if a.child_keras:
         keras_child(a.child_keras, a.data, a.epochs, json.loads(a.compile_args))
         return 0
-    repeats = a.repeats or (1 if a.quick else 2)
+    repeats = a.repeats or (2 if a.quick else 3)
     workloads = a.workload or list(WORKLOADS)
     with tempfile.TemporaryDirectory(prefix="dlcli-bench-train-") as tmp:
         workdir = Path(a.workdir) if a.workdir else Path(tmp)
