@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dlcli.config import catalog
 from dlcli.config.catalog import FORMAT, SHIPPED_CATALOG
+from dlcli.config.catalog import store as catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -92,8 +92,8 @@ def test_generated_from_keras_equals_shipped_and_cached_on_demand(tmp_path):
     script = f"""
 import json, sys
 from pathlib import Path
-from dlcli.config import catalog
-assert catalog.main(["--output", {str(out)!r}]) == 0
+from dlcli.config.catalog import generate, store as catalog
+assert generate.main(["--output", {str(out)!r}]) == 0
 catalog.SHIPPED_CATALOG = Path({str(tmp_path / 'none.json')!r})
 import keras  # a training process: keras is loaded
 cat = catalog.get_catalog()

@@ -11,7 +11,6 @@ which one was meant.
 from __future__ import annotations
 
 import importlib
-import inspect
 import re
 from typing import Any, Iterable, Mapping, Optional
 
@@ -50,9 +49,10 @@ def short_message(exc: BaseException, limit: int = 400) -> str:
 def accepted_kwargs(cls: type) -> tuple[Optional[set[str]], set[str]]:
     """Read which keyword arguments `cls(...)` accepts and which it needs.
 
-    Walks the MRO while each `__init__` forwards `**kwargs` to its parent, so
-    `Conv2D` accepts `filters` (its own), `rank`-less BaseConv arguments and
-    Layer's `name`, `dtype`, `trainable`, ...
+    The same signature walk the Keras catalogue is generated with
+    (`dlcli.config.catalog.generate.constructor_args`), so `dlcli validate`
+    and the builder agree: `Conv2D` accepts `filters` (its own), BaseConv's
+    arguments and Layer's `name`, `dtype`, `trainable`, ...
 
     Args:
         cls: a Keras layer, callback or optimizer class (or a custom one).
@@ -62,41 +62,10 @@ def accepted_kwargs(cls: type) -> tuple[Optional[set[str]], set[str]]:
         chain takes `**kwargs` without a known end (anything may be valid);
         required are the first constructor's arguments without a default.
     """
-    import keras
+    from dlcli.config.catalog.generate import constructor_args
 
-    accepted: set[str] = set()
-    required: set[str] = set()
-    first = True
-    for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
-        if init is None:
-            continue
-        if klass is object:
-            return None, required
-        try:
-            params = inspect.signature(init).parameters
-        except (TypeError, ValueError):
-            return None, required
-        named = [p for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        has_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        has_var_pos = any(p.kind is p.VAR_POSITIONAL for p in params.values())
-        if not named and has_var_pos and has_var_kw:
-            # A pure pass-through (*args, **kwargs): look further up.
-            continue
-        accepted.update(p.name for p in named)
-        if first:
-            required = {p.name for p in named if p.default is p.empty}
-            first = False
-        if klass is keras.layers.Layer:
-            # Layer pops these two from **kwargs itself (keras/src/layers/layer.py).
-            accepted.update({"input_shape", "input_dim"})
-            return accepted, required
-        if klass.__name__ == "BaseOptimizer" and klass.__module__.startswith("keras."):
-            # BaseOptimizer rejects every other keyword itself.
-            return accepted, required
-        if not has_var_kw:
-            return accepted, required
-    return None, required
+    info = constructor_args(cls)
+    return (None if info["open"] else set(info["args"])), set(info["required"])
 
 
 def check_kwargs(
