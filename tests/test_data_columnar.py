@@ -111,3 +111,25 @@ def test_cache_false_streams_the_csv_from_disk_and_learns(tmp_path, monkeypatch)
     res = runner.invoke(app, ["evaluate", str(run), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["metrics"]["accuracy"] > 0.9
+
+
+def test_streamed_parquet_ordered_split_holds_out_the_last_rows(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dlcli.config import config_from_dict
+    from dlcli.data import load_data
+
+    n = 1000
+    pq.write_table(pa.table({"t": np.arange(n, dtype=np.float64), "y": np.arange(n) % 3}), tmp_path / "s.parquet",
+                   row_group_size=128)
+    cfg = config_from_dict({"data": {"source": "parquet", "path": str(tmp_path / "s.parquet"), "target": "y",
+                                     "cache": False, "split": "ordered", "batch_size": 64},
+                            "model": {"layers": [{"Dense": {"units": 3, "activation": "softmax"}}]}})
+    bundle = load_data(cfg)
+    assert (bundle.num_train, bundle.num_val, bundle.num_test) == (720, 80, 200)
+    test_rows = np.concatenate([x["t"].numpy().ravel() for x, _ in bundle.test])
+    assert test_rows.tolist() == list(range(800, 1000))
+    train = [(x["t"].numpy().ravel(), y.numpy()) for x, y in bundle.train]
+    assert sum(len(t) for t, _ in train) == 720 and bundle.spec.class_counts == [240, 240, 240]
+    assert all((t.astype(int) % 3 == y).all() for t, y in train)  # labels travel with their rows

@@ -20,8 +20,6 @@ from dlcli.errors import DataError
 PARQUET_SUFFIXES = (".parquet", ".pq")
 MISSING = ("", "na", "nan", "n/a", "null", "none", "?")
 NULL_VALUES = sorted({v for m in MISSING for v in (m, m.upper(), m.title())})
-# Rows of a streamed file read to fix its column types.
-SCHEMA_ROWS = 10_000
 
 
 def is_parquet(path: Path) -> bool:
@@ -49,7 +47,7 @@ def _csv_options(path: Path, encoding: Optional[str], columns: Optional[Sequence
     import pyarrow.csv as pcsv
 
     enc = _check_encoding(encoding)
-    read = pcsv.ReadOptions(use_threads=True, encoding=enc, block_size=1 << 22)
+    read = pcsv.ReadOptions(use_threads=True, encoding=enc, block_size=1 << 20)
     parse = pcsv.ParseOptions(delimiter=_delimiter(path, enc), newlines_in_values=False)
     convert = pcsv.ConvertOptions(
         null_values=NULL_VALUES, strings_can_be_null=True, include_columns=list(columns) if columns else None,
@@ -187,7 +185,7 @@ def read_schema(path: Path, *, encoding: Optional[str] = None) -> Any:
 
     read, parse, convert = _csv_options(path, encoding, None)
     # One small block, one thread: the first rows decide the types.
-    read.block_size, read.use_threads = 1 << 20, False
+    read.block_size, read.use_threads = 1 << 18, False
     try:
         reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
         first = reader.read_next_batch()
@@ -213,7 +211,7 @@ def iter_batches(path: Path, schema: Any, *, encoding: Optional[str] = None,
     if is_parquet(path):
         import pyarrow.parquet as pq
 
-        yield from pq.ParquetFile(path).iter_batches(batch_size=rows, columns=wanted)
+        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=rows, columns=wanted)
         return
     import pyarrow.csv as pcsv
 
