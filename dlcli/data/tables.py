@@ -10,7 +10,9 @@ Splits: `data.validation_path` / `data.test_path` are read like
 held out, at random (stratified by the first class target) or, with
 `split: ordered`, the last rows. `data.window` makes sliding windows
 (`dlcli.data.window`). The whole table is shuffled every epoch (not a
-buffer of it).
+buffer of it). With `data.cache: false` (or `auto` and a file larger than
+a quarter of the free memory) the file streams from disk instead:
+`dlcli.data.stream`.
 """
 
 from __future__ import annotations
