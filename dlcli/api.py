@@ -69,7 +69,9 @@ def summary(config: ConfigLike, overrides: Sequence[str] = ()) -> dict[str, Any]
 
     input_shape = None
     num_classes = None
-    if not cfg.model.input_shape and not cfg.model.inputs:
+    from dlcli.config.graph import uses_num_classes
+
+    if (not cfg.model.input_shape and not cfg.model.inputs) or uses_num_classes(cfg):
         from dlcli.data import load_data
 
         bundle = load_data(cfg)

@@ -49,32 +49,74 @@ def test_dotted_path_that_is_not_a_layer_is_refused_by_validate(tmp_path):
     assert "is not a Keras layer class" in result.stderr.strip().splitlines()[-1]
 
 
-# Argument names, wrapper forms and dotted paths. Argument *values* are
-# not generated: validate does not check them yet (a string or negative
-# `units`, a missing required argument of a nested layer are found by the
-# builder only).
-_units = st.integers(1, 8)
-_extra = st.sampled_from([{}, {"unitz": 3}, {"dropout": 0.1}, {"dropuot": 0.1}])
-_inner = st.builds(lambda u, extra: {"units": u, **extra}, _units, _extra)
-_rnn = st.sampled_from(["LSTM", "GRU", "SimpleRNN", "Lstm"])
+# Argument names, wrapper forms, dotted paths and argument values, good
+# and bad: a string, zero, negative, fractional or boolean count, a rate
+# out of range, text for a flag, a missing required argument (also of a
+# layer nested in a wrapper, in both forms), keras.layers.X that is no layer.
+_units = st.sampled_from([1, 3, 8, 0, -2, "4", True, 2.5, "num_classes"])
+_rate = st.sampled_from([0.0, 0.25, 1, 1.5, -0.1, "0.2", True])
+_flag = st.sampled_from([True, False, "no", 1])
+_extra = st.sampled_from([{}, {"unitz": 3}, {"dropout": 0.1}, {"dropuot": 0.1}, {"dropout": "x"}])
+
+
+def _with_units(u, extra):
+    return {**({} if u is None else {"units": u}), **extra}
+
+
+_inner = st.builds(_with_units, st.one_of(_units, st.none()), _extra)
+_rnn = st.sampled_from(["LSTM", "GRU", "SimpleRNN", "Lstm", "keras.layers.LSTM"])
 _nested = st.one_of(
-    st.builds(lambda c, kw: {c: {**kw, "return_sequences": True}}, _rnn, _inner),
+    st.builds(lambda c, kw, f: {c: {**kw, "return_sequences": f}}, _rnn, _inner, _flag),
     st.builds(lambda c, kw: {"class_name": c, "config": {**kw, "return_sequences": True}}, _rnn, _inner),
 )
+_kernel = st.sampled_from([2, [3], [2, 2], 0, "3", True, [0], 2.0])
 _entry = st.one_of(
     st.builds(lambda n: {"Bidirectional": {"layer": n}}, _nested),
-    st.builds(lambda u, e: {"TimeDistributed": {"layer": {"Dense": {"units": u, **e}}}}, _units,
-              st.sampled_from([{}, {"unitz": 2}])),
-    st.sampled_from(["collections.OrderedDict", "LayerNormalization", {"Dropout": {"rate": 0.1}}]),
+    st.builds(lambda u, e: {"TimeDistributed": {"layer": {"Dense": _with_units(u, e)}}}, st.one_of(_units, st.none()),
+              st.sampled_from([{}, {"unitz": 2}, {"use_bias": "yes"}])),
+    st.builds(lambda f, k: {"Conv1D": {"filters": f, "kernel_size": k, "padding": "same"}}, _units, _kernel),
+    st.builds(lambda r: {"Dropout": {"rate": r}}, _rate),
+    st.builds(lambda u: {"keras.layers.Dense": {"units": u}}, _units),
+    st.sampled_from(["collections.OrderedDict", "keras.layers.deserialize", "keras.layers.Nope", "LayerNormalization",
+                     "keras.layers.LayerNormalization", {"Dropout": None}]),
 )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(layers=st.lists(_entry, min_size=1, max_size=2))
-def test_what_validate_accepts_summary_builds(tmp_path, layers):
-    path = write(tmp_path, layers)
+def _outcome(fn, path):
+    """None when `fn(path)` works, else the one-line error (a DlcliError, never another)."""
     try:
-        api.validate(str(path))
-    except DlcliError:
-        return  # refused up front: nothing to build
-    api.summary(str(path))  # must not raise
+        fn(str(path))
+    except DlcliError as err:
+        return str(err)
+    return None
+
+
+def _keras_refuses(path):
+    """Whether the model builder alone (Keras, no catalogue checks) refuses the config."""
+    from dlcli.config.loader import load_document
+    from dlcli.config.validate import build_config
+    from dlcli.model import build_model
+
+    data, positions = load_document(str(path), [])
+    try:
+        build_model(build_config(data, positions, str(path)), None, num_classes=10)
+    except Exception:  # noqa: BLE001 - any refusal counts
+        return True
+    return False
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layers=st.lists(_entry, min_size=1, max_size=2))
+def test_validate_accepts_exactly_what_summary_builds(tmp_path, layers):
+    path = write(tmp_path, layers)
+    refused = _outcome(api.validate, path)
+    built = _outcome(api.summary, path)
+    if refused is None:
+        assert built is None, f"validate accepted {layers}, summary refused: {built}"
+        return
+    assert built is not None, f"validate refused {layers} ({refused}), summary built it"
+    assert "\n" not in refused and refused.count(str(path)) == 1
+    # Not stricter than Keras, except on purpose: Keras takes `true` as the
+    # count 1, and any text ('no' too) as a true flag.
+    if not (refused.endswith(("got true", "got false")) or "must be true or false" in refused):
+        assert _keras_refuses(path), f"validate refused {layers} ({refused}), Keras builds it"

@@ -173,9 +173,12 @@ def parse_entry(entry: Any, key_path: str, *, cfg: Optional["Config"] = None, wh
     if isinstance(entry, str):
         if not entry.strip():
             raise fail(cfg, key_path, f"empty {what} name")
-        return LayerEntry(entry.strip(), {}, None, None, key_path, key_path, f"{key_path}.name", f"{key_path}.inputs")
+        name = entry.strip() if what == "callback" else keras_layer_name(entry.strip())
+        return LayerEntry(name, {}, None, None, key_path, key_path, f"{key_path}.name", f"{key_path}.inputs")
     class_name, kwargs = _class_and_kwargs(entry, key_path, cfg, what, ENTRY_KEYS if graph else ())
     args_path = f"{key_path}.config" if "class_name" in entry else f"{key_path}.{class_name}"
+    if what != "callback":
+        class_name = keras_layer_name(class_name)
     name = entry.get("name") if graph else None
     if graph and "name" in entry and "name" in kwargs and class_name != BACKBONE:
         raise fail(cfg, f"{key_path}.name", f"{class_name} has a name twice: beside the class and in its arguments")
@@ -195,6 +198,34 @@ def parse_entry(entry: Any, key_path: str, *, cfg: Optional["Config"] = None, wh
     positional, call_args = _parse_inputs(inputs, inputs_path, cfg)
     return LayerEntry(class_name, kwargs, name, positional, key_path, args_path, name_path, inputs_path,
                       call_args, isinstance(inputs, list))
+
+
+def uses_num_classes(cfg: "Config") -> bool:
+    """True when a layer argument is written `num_classes` (the data's class
+    count, so the model cannot be built without reading the data)."""
+
+    def found(value: Any) -> bool:
+        if isinstance(value, dict):
+            return any(found(v) for v in value.values())
+        if isinstance(value, list):
+            return any(found(v) for v in value)
+        return value == "num_classes"
+
+    return any(found(node.entry.kwargs) for node in model_graph(cfg).nodes)
+
+
+def keras_layer_name(class_name: str) -> str:
+    """`keras.layers.Dense` is Keras's own `Dense`: the bare name, so the
+    checker and the builder treat it as written plainly (its values
+    checked, nothing imported or registered). Anything else as it is."""
+    prefix = "keras.layers."
+    bare = class_name[len(prefix):] if class_name.startswith(prefix) else ""
+    if not bare or "." in bare:
+        return class_name
+    from dlcli.config.catalog import get_catalog
+
+    cat = get_catalog()
+    return bare if cat is not None and cat.dict_target("layers", bare) is not None else class_name
 
 
 def _class_and_kwargs(entry: Any, key_path: str, cfg: Optional["Config"], what: str, beside: tuple) -> tuple[str, dict]:

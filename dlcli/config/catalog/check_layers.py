@@ -15,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Optional
 
 from dlcli.config.catalog.store import get_catalog
-from dlcli.config.graph import fail, kind
+from dlcli.config.graph import fail, keras_layer_name, kind
 from dlcli.config.imports import check_import_path, module_file, user_path
 from dlcli.config.suggest import did_you_mean, one_of
 
@@ -252,7 +252,10 @@ def wanted(rule: dict[str, Any]) -> str:
         text = "a positive number" if low == 0 and open_ else "a non-negative number" if low == 0 else "a number"
     if not rule.get("scalar", True):
         return f"a list of {text.split(' ', 1)[1]}s"
-    return text + (" or a list of them" if rule.get("seq") and not rule.get("loose") else "")
+    if rule.get("seq") and not rule.get("loose"):
+        sizes = " or ".join(str(n) for n in rule.get("lengths") or [])
+        return f"{text} or a list of {sizes + ' ' if sizes else ''}such"
+    return text
 
 
 def value_problem(value: Any, rule: dict[str, Any]) -> Optional[str]:
@@ -266,7 +269,8 @@ def value_problem(value: Any, rule: dict[str, Any]) -> Optional[str]:
     if rule["kind"] == "bool":
         return None if isinstance(value, bool) else f"must be true or false, got {_shown(value)}"
     if isinstance(value, list):
-        fits = (rule.get("seq") or rule.get("loose")) and all(_fits(v, rule) for v in value)
+        fits = ((rule.get("seq") or rule.get("loose")) and len(value) in (rule.get("lengths") or [len(value)])
+                and all(_fits(v, rule) for v in value))
     else:
         fits = rule.get("scalar", True) and _fits(value, rule)
     return None if fits else f"must be {wanted(rule)}, got {_shown(value)}"
@@ -368,6 +372,7 @@ def _check_nested_layers(kwargs: dict[str, Any], key_path: str, cfg: Optional["C
                 continue  # not an entry: the builder says what is wrong
             if not isinstance(inner, dict):
                 continue
+            name = keras_layer_name(str(name))
             if name == BACKBONE:
                 raise fail(cfg, key, "Backbone cannot be nested inside another layer")
             check_layer_name(str(name), key, cfg=cfg)

@@ -63,8 +63,14 @@ def _learned(cls: type, arg: str, base: dict[str, Any], shape: tuple) -> dict[st
         return _builds(cls, {**base, arg: v if scalar else [v, v]}, shape)
 
     rule: dict[str, Any] = {"kind": "number", "scalar": scalar or _builds(cls, {**base, arg: plain}, shape),
-                            "seq": not scalar or _builds(cls, {**base, arg: [plain, plain]}, shape),
-                            "none": _builds(cls, {**base, arg: None}, shape)}
+                            "seq": not scalar, "none": _builds(cls, {**base, arg: None}, shape)}
+    if scalar:
+        # A size that may also be a list has one entry per spatial axis
+        # (Conv1D's kernel_size: [3], Conv2D's: [3, 3]).
+        lengths = [n for n in (1, 2, 3) if _builds(cls, {**base, arg: [plain] * n}, shape)]
+        rule["seq"] = bool(lengths)
+        if 0 < len(lengths) < 3:  # every length built: no rule on it
+            rule["lengths"] = lengths
     if isinstance(plain, int) and not ok(2.5):
         rule["kind"] = "int"
         rule["whole_floats"] = ok(2.0)
