@@ -96,8 +96,10 @@ from dlcli.config.catalog import generate, store as catalog
 assert generate.main(["--output", {str(out)!r}]) == 0
 catalog.SHIPPED_CATALOG = Path({str(tmp_path / 'none.json')!r})
 import keras  # a training process: keras is loaded
-cat = catalog.get_catalog()
+cat = catalog.get_catalog()  # asked of Keras now, without probe layers, not cached
 assert cat is not None and cat.dict_target("layers", "Conv2D") == "Conv2D"
+assert not catalog.cache_path(cat.keras_version).exists()
+cat = catalog.ensure_catalog()  # as summary does: the full one, cached
 print(catalog.cache_path(cat.keras_version))
 """
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -255,8 +255,8 @@ def _simple(module: Any, family: str) -> dict[str, Any]:
     return {"names": _accepted(module.get, _variants(list(aliases) + list(_public(module))))}
 
 
-def _layers(keras: Any) -> dict[str, Any]:
-    from dlcli.config.catalog.probe import value_rules
+def _layers(keras: Any, probe: bool) -> dict[str, Any]:
+    from dlcli.config.catalog.probe import default_rules, value_rules
 
     base = keras.layers.Layer
     objects = {n: o for n, o in _public(keras.layers).items() if inspect.isclass(o) and issubclass(o, base)}
@@ -264,12 +264,18 @@ def _layers(keras: Any) -> dict[str, Any]:
     for name, obj in keras.saving.get_custom_objects().items():
         if inspect.isclass(obj) and issubclass(obj, base):
             objects.setdefault(name, obj)
-    names, targets = _targets(objects, value_rules)
+    names, targets = _targets(objects, value_rules if probe else default_rules)
     return {"names": sorted(names), "dict_names": names, "targets": targets}
 
 
-def generate() -> dict[str, Any]:
+def generate(probe: bool = True) -> dict[str, Any]:
     """Build the catalogue by asking the installed Keras.
+
+    Args:
+        probe: learn the values of required layer arguments by building
+            layers (creates TensorFlow variables: not in a process that
+            has yet to make its distribution strategy); without, only the
+            defaults' types are recorded.
 
     Returns:
         The catalogue as plain JSON-ready data, tagged with the Keras
@@ -283,7 +289,8 @@ def generate() -> dict[str, Any]:
         "format": FORMAT,
         "keras_version": installed_keras_version() or keras.__version__,
         "generator": "python -m dlcli.config.catalog",
-        "layers": _layers(keras),
+        "probed": probe,
+        "layers": _layers(keras, probe),
         "losses": _keras_refs(keras.losses, "losses", keras.losses.Loss),
         "metrics": _keras_refs(keras.metrics, "metrics", keras.metrics.Metric),
         "optimizers": _keras_refs(keras.optimizers, "optimizers", keras.optimizers.Optimizer),

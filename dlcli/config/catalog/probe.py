@@ -96,6 +96,11 @@ def _from_default(default: Any) -> Optional[dict[str, Any]]:
     return None
 
 
+def default_rules(cls: type, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The rules read from the defaults alone (nothing built)."""
+    return {arg: rule for arg, default in info["defaults"].items() if (rule := _from_default(default)) is not None}
+
+
 def value_rules(cls: type, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The value rules of a layer class's arguments, for the catalogue.
 
@@ -106,11 +111,7 @@ def value_rules(cls: type, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
     Returns:
         {argument: rule}; arguments with nothing known are left out.
     """
-    rules = {}
-    for arg, default in info["defaults"].items():
-        rule = _from_default(default)
-        if rule is not None:
-            rules[arg] = rule
+    rules = default_rules(cls, info)
     required = info["required"]
     if required and len(required) <= _MAX_REQUIRED:
         found = _working(cls, required)

@@ -112,7 +112,13 @@ def get_catalog() -> Optional[Catalog]:
         return _memo[version]
     found = _find(version)
     if found is None and "keras" in sys.modules:
-        found = ensure_catalog()
+        # A process that imports Keras (train, tune): ask it now, but build
+        # no probe layers, which would make TensorFlow variables before a
+        # distribution strategy may be made. Not cached: `summary`
+        # (ensure_catalog) caches the full one.
+        from dlcli.config.catalog.generate import generate
+
+        found = Catalog(generate(probe=False))
     _memo[version] = found
     return found
 
@@ -126,8 +132,9 @@ def ensure_catalog() -> Catalog:
         The catalogue.
     """
     version = installed_keras_version() or ""
-    if _memo.get(version) is not None:
-        return _memo[version]  # type: ignore[return-value]
+    known = _memo.get(version)
+    if known is not None and known.data.get("probed"):
+        return known
     found = _find(version)
     if found is None:
         from dlcli.config.catalog.generate import generate
