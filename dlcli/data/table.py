@@ -184,8 +184,8 @@ def read_schema(path: Path, *, encoding: Optional[str] = None) -> Any:
     import pyarrow.csv as pcsv
 
     read, parse, convert = _csv_options(path, encoding, None)
-    # One small block, one thread: the first rows decide the types.
-    read.block_size, read.use_threads = 1 << 18, False
+    # One small block: the first rows decide the types.
+    read.block_size = 1 << 18
     try:
         reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
         first = reader.read_next_batch()
