@@ -87,8 +87,18 @@ def plot_history(
         ax.axis("off")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    _fixed_layout(fig, rows, titled=bool(title))
     return _save(fig, path)
+
+
+def _fixed_layout(fig: Any, rows: int, *, titled: bool) -> None:
+    """Margins in inches for panels of known size: every run draws this
+    plot, and `tight_layout` would draw the whole figure once more only to
+    measure it (a third of the plot's cost)."""
+    width, height = fig.get_size_inches()
+    top = (0.75 if titled else 0.45) / height
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.55 / height, top=1 - top,
+                        wspace=0.32, hspace=0.55 if rows > 1 else 0.2)
 
 
 def plot_runs(histories: dict[str, dict[str, list[float]]], path: str | Path) -> Path:
