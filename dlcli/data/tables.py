@@ -24,7 +24,7 @@ import numpy as np
 
 from dlcli.data._util import cfg_error, did_you_mean, short_list, split_indices
 from dlcli.data.bundle import DataBundle
-from dlcli.data.columns import Column, check_groups, feature_space, head, mark_adapted, plan_columns
+from dlcli.data.columns import Column, adapt_feature_space, check_groups, feature_space, head, plan_columns
 from dlcli.data.labels import TASKS, encode_labels, loss_label_mode, loss_name
 from dlcli.data.spec import ColumnSpec, DataSpec, OutputSpec
 from dlcli.data.table import read_table
@@ -339,8 +339,7 @@ def assemble_table(cfg: Any, spec: DataSpec, plan: list[Column], xs: dict, label
         return array_batches(next(iter(train_x.values())) if len(train_x) == 1 else train_x, _ADAPT_BATCH)
 
     if fs is not None:
-        fs.adapt(array_batches({k: v for k, v in train_x.items() if k in fs.features}, _ADAPT_BATCH))
-        mark_adapted(fs)
+        adapt_feature_space(fs, train_x)
     inputs, encoded = head(plan, fs)
     # What the config's model takes, in the builder's terms: a shape, or
     # {shape, dtype} for raw strings; by model input name for several.
