@@ -249,7 +249,10 @@ def _save_png(folder: Path, name: str, what: str, img: np.ndarray) -> Path:
     atomically; npz inputs (`file.npz:3`) keep their index."""
     from PIL import Image
 
-    stem = Path(name.replace(":", "_")).stem
+    # `data.npz:3` -> data_3: the sample's index must survive the stem, or
+    # every sample of one file would overwrite the same PNG.
+    file, sep, index = name.rpartition(":") if ":" in Path(name).name else (name, "", "")
+    stem = Path(file).stem + (f"_{index}" if sep else "")
     path = folder / f"{stem}.{what}.png"
     arr = img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
     with atomic_path(path) as tmp:
