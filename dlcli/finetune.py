@@ -331,6 +331,10 @@ def finetune(
             print(f"warning: {note}", file=sys.stderr, flush=True)
     result = train(cfg, output=output, name=name, resume=resume, progress=progress, console=console)
     result.metrics["phases"] = phase_summary(result.history)
+    for phase in result.metrics["phases"]:
+        # What trained in each phase, as `dlcli finetune` reports it.
+        phase["trains"] = ("the whole backbone (random weights) and the head" if notes else
+                           "the head, backbone frozen" if phase["phase"] == 1 else "the head and the top backbone layers")
     if notes:
         from dlcli.runs import METRICS_FILE, atomic_write_json
 

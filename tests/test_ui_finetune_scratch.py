@@ -87,6 +87,7 @@ def test_weights_none_warns_and_notes_it(tmp_path):
                                    "--fine-tune-epochs", "1", "--image-size", "32", "-o", str(tmp_path / "runs")])
     assert res.exit_code == 0, res.output
     assert "warning: --weights none" in res.stderr and "nothing to transfer" in res.stderr
+    assert "phase 1 (the whole backbone (random weights) and the head)" in res.stderr  # not "backbone frozen"
     (run,) = (tmp_path / "runs").glob("*/1")
     notes = json.loads((run / "metrics.json").read_text())["notes"]
     assert any("BatchNormalization" in n for n in notes)

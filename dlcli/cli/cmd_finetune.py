@@ -79,7 +79,7 @@ def finetune(
         print_json(m)
         return
     for phase in m.get("phases", []):
-        what = "head, backbone frozen" if phase["phase"] == 1 else "top backbone layers unfrozen"
+        what = phase.get("trains") or ("the head, backbone frozen" if phase["phase"] == 1 else "the top backbone layers")
         first, last = phase["epochs"]
         final = phase["final"]
         shown = ", ".join(f"{k} {final[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in final)
