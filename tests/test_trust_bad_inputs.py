@@ -91,6 +91,14 @@ CASES: list[Case] = [
          ["compile.optimizer", "inf"]),
     Case("learning-rate-negative", ["train", IRIS, *QUICK, "--set", "compile.optimizer.config.learning_rate=-0.01"],
          ["compile.optimizer", "above 0"]),
+    Case("learning-rate-zero", ["train", IRIS, *QUICK, "--set", "compile.optimizer.config.learning_rate=0.0"],
+         ["compile.optimizer", "is 0.0", "above 0"]),
+    Case("schedule-stays-zero", ["train", IRIS, *QUICK, "--set", "compile.optimizer.config.learning_rate="
+         "{class_name: ExponentialDecay, config: {initial_learning_rate: 0.0, decay_steps: 10, decay_rate: 0.9}}"],
+         ["compile.optimizer", "stays 0", "warm up"]),
+    Case("schedule-nan", ["train", IRIS, *QUICK, "--set", "compile.optimizer.config.learning_rate="
+         "{class_name: CosineDecay, config: {initial_learning_rate: .nan, decay_steps: 10}}"],
+         ["compile.optimizer", "nan", "in the schedule"]),
     Case("class-weight-nan", ["train", IRIS, *QUICK, "--set", "train.class_weight={0: .nan, 1: 1, 2: 1}"],
          ["train.class_weight.0", "nan"]),
     Case("class-weight-inf", ["train", IRIS, *QUICK, "--set", "train.class_weight={setosa: .inf}"],
@@ -128,3 +136,24 @@ def test_trust_corpus_ids_are_unique():
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_trust_bad_input_fails_cleanly(case, runner, app, tmp_path, monkeypatch, trained_run):  # noqa: F811
     check_case(case, runner, app, tmp_path, monkeypatch, trained_run)
+
+
+@pytest.mark.parametrize("schedule", [
+    "{class_name: CosineDecay, config: {initial_learning_rate: 0.0, decay_steps: 20, warmup_target: 0.01, warmup_steps: 4}}",
+    "{class_name: PolynomialDecay, config: {initial_learning_rate: 0.0, decay_steps: 8, end_learning_rate: 0.01}}",
+], ids=["cosine-warmup-from-0", "polynomial-rising-from-0"])
+def test_a_schedule_starting_at_0_that_rises_trains(schedule, runner, app, tmp_path, monkeypatch):
+    """0 at the first step is a warmup, not a mistake: the run trains, the
+    learning rate it logs is above 0 and the model learns."""
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", IRIS, "--epochs", "2", "--quiet", "--output", "runs",
+                              "--set", f"compile.optimizer.config.learning_rate={schedule}"])
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "runs" / "mlp_iris" / "1"
+    assert (run / "model.keras").is_file()
+    import csv
+
+    with open(run / "history.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and all(float(r["learning_rate"]) > 0 for r in rows)
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"])

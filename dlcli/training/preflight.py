@@ -83,18 +83,49 @@ def _callback_entries(cfg: Any) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _check_learning_rate(cfg: Any, model: Any) -> None:
+    """A NaN, infinite or negative learning rate, or one that stays 0.
+
+    A schedule is asked at its first step and at the steps its config
+    names (warmup, decay): 0 at the start is legitimate when it rises
+    later (a warmup from 0), refused when it never leaves 0.
+    """
     import keras
 
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None:
         return
+    schedule = getattr(optimizer, "_learning_rate", None)
     try:
-        lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-    except (TypeError, ValueError):
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            rates = [float(keras.ops.convert_to_numpy(schedule(step))) for step in _schedule_steps(schedule)]
+        else:
+            rates = [float(keras.ops.convert_to_numpy(optimizer.learning_rate))]
+    except Exception:  # noqa: BLE001 - a schedule that cannot be asked ahead: fit reports what it does
         return
-    if not math.isfinite(lr) or lr <= 0:
-        raise cfg.error("compile.optimizer", f"the learning rate is {lr}; it must be a finite number above 0",
-                        hint="e.g. {class_name: adam, config: {learning_rate: 0.001}}")
+    bad = next((lr for lr in rates if not math.isfinite(lr) or lr < 0), None)
+    if bad is None and max(rates) > 0:
+        return
+    lr = rates[0] if bad is None else bad
+    where = "" if len(rates) == 1 else (" and stays 0" if bad is None else " in the schedule")
+    raise cfg.error("compile.optimizer", f"the learning rate is {lr}{where}; it must be a finite number above 0",
+                    hint="e.g. {class_name: adam, config: {learning_rate: 0.001}}; a schedule may start at 0 "
+                    "only to warm up (CosineDecay's warmup_target)")
+
+
+def _schedule_steps(schedule: Any) -> list[int]:
+    """Steps at which to ask a schedule: its start, the steps its config
+    names (warmup_steps, decay_steps, boundaries) and a few beyond."""
+    steps = {0, 1, 10, 100, 1000, 10000}
+    try:
+        config = schedule.get_config()
+    except (NotImplementedError, AttributeError, TypeError):
+        config = {}
+    for key in ("warmup_steps", "decay_steps", "first_decay_steps", "boundaries"):
+        values = config.get(key)
+        for v in values if isinstance(values, (list, tuple)) else [values]:
+            if isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v < 1e12:
+                steps |= {int(v), int(v) + 1}
+    return sorted(steps)
 
 
 def _check_class_weight(cfg: Any) -> None:
