@@ -64,17 +64,34 @@ def test_every_run_file_is_renamed_into_place(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_disk_full_during_a_checkpoint_keeps_the_previous_one(runner, app, tmp_path, monkeypatch):
-    import keras
+    import builtins
 
-    real = keras.Model.save_weights
+    import dlcli.hdf5
 
-    def save_weights(self, path, *a, **k):
-        if Path(path).name.startswith(".epoch-0002"):
-            Path(path).write_bytes(b"\x89HDF\r\n half a file")
-            raise _disk_full(path)
-        return real(self, path, *a, **k)
+    class FullDisk:
+        """The checkpoint's file: half of it reaches the disk, then ENOSPC."""
 
-    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+        def __init__(self, path, mode):
+            self.fh = builtins.open(path, mode)
+            self.path = path
+
+        def __enter__(self):
+            return self
+
+        def write(self, data):
+            self.fh.write(bytes(data)[: len(data) // 2])
+            self.fh.flush()
+            raise _disk_full(self.path)
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    def open_(path, mode="r", *a, **k):
+        if "epoch-0002" in Path(path).name and "w" in mode:
+            return FullDisk(path, mode)
+        return builtins.open(path, mode, *a, **k)
+
+    monkeypatch.setattr(dlcli.hdf5, "open", open_, raising=False)
     result = runner.invoke(app, ["train", IRIS, "--epochs", "3", "--output", str(tmp_path)])
     monkeypatch.undo()
 
