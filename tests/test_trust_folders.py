@@ -183,11 +183,12 @@ COMMANDS = {
     "finetune-base": ["finetune", "--base", "{run}", "{tmp}/pics", "--epochs", "1", "--output", "{tmp}/runs"],
     "resume": ["train", "--resume", "{run}", "--epochs", "2"],
 }
-# What the one error line must say (the resumed legacy file is a checkpoint
-# dlcli only reads weights from: no code in it can run, --unsafe or not).
+# What the one error line must say (the resumed legacy file sits where a
+# weights checkpoint belongs: its Lambda is named, --unsafe is what opening
+# it would need).
 EXPECT = {"legacy-h5": ["--unsafe"], "side-effect": ["--trust-module sidefx", "--unsafe"],
           "shadow": ["--trust-module shadow", "--unsafe"]}
-EXPECT_RESUME_H5 = ["checkpoint", "does not fit"]
+EXPECT_RESUME_H5 = ["legacy Keras model file whose Lambda layer carries code", "not opened without --unsafe"]
 
 
 def _tree(folder: Path) -> dict[str, float]:
@@ -265,3 +266,16 @@ def test_trusted_shadow_is_still_refused(custom_run, runner, app, tmp_path, monk
         assert res.exit_code == 2, res.output
         assert "'Dense'" in res.stderr and "Keras already resolves" in res.stderr, res.stderr
         assert len([ln for ln in res.stderr.splitlines() if ln.startswith("error:")]) == 1
+
+
+def test_resume_of_a_legacy_model_checkpoint_with_unsafe(custom_run, runner, app, tmp_path, monkeypatch):
+    """--unsafe does not make a legacy model file a checkpoint: exit 2, one
+    line, its Lambda never runs, the folder untouched."""
+    run, _ = _prepare(tmp_path, custom_run, "legacy-h5", monkeypatch)
+    before = _tree(run)
+    res = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2", "--unsafe"])
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "--resume cannot continue from it" in errors[0], res.stderr
+    assert "Traceback" not in res.output and not (tmp_path / "marker").exists()
+    assert _tree(run) == before

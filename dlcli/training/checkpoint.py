@@ -391,6 +391,7 @@ def restore(run_dir: Path, model: Any, state: TrainState, *, data_rng: Sequence[
     if model.optimizer is not None and not model.optimizer.built:
         # An unbuilt optimizer silently skips its saved moments.
         model.optimizer.build(model.trainable_variables)
+    _refuse_model_file(path)
     try:
         model.load_weights(path)
     except (ValueError, OSError, KeyError) as exc:
@@ -404,6 +405,35 @@ def restore(run_dir: Path, model: Any, state: TrainState, *, data_rng: Sequence[
         for v, s in zip(data_rng, state.data_seed_states):
             v.assign(np.asarray(s, dtype=v.dtype))
     restore_rng(state.rng)
+
+
+def _refuse_model_file(path: Path) -> None:
+    """A legacy Keras model file where dlcli's weights checkpoint belongs:
+    its config is never deserialized (a Lambda in it would be code), and a
+    resume reads only the weights checkpoints dlcli writes.
+
+    Raises:
+        RunError: `path` holds a legacy HDF5 model, not a checkpoint.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+    except (OSError, ValueError):
+        return  # unreadable: load_weights says so
+    if config is None:
+        return
+    from dlcli.model.trust import current
+
+    text = config.decode("utf-8", "replace") if isinstance(config, bytes) else str(config)
+    code = "whose Lambda layer carries code" if '"Lambda"' in text else "that may carry code"
+    if current().unsafe:
+        raise RunError(f"{path}: a legacy Keras model file, not a checkpoint dlcli wrote: --resume cannot continue from it",
+                       hint="train a new run; a legacy model is opened with dlcli evaluate/predict --unsafe")
+    raise RunError(f"{path}: a legacy Keras model file {code}, not a checkpoint dlcli wrote; it is not opened "
+                   "without --unsafe", hint="resume only run folders you trust; with --unsafe, --resume still "
+                   "reads only dlcli's own weights checkpoints")
 
 
 def load_callback_arrays(run_dir: Path, state: TrainState) -> dict[str, np.ndarray]:
