@@ -2,8 +2,9 @@
 
 Each file's first bytes say its format (JPEG, PNG, GIF or BMP by content,
 whatever the extension says); its structure is walked without decoding
-pixels (JPEG: markers to the frame header and the end-of-image marker;
-PNG: every chunk's CRC; GIF / BMP: Pillow), in a thread pool. A header
+pixels (JPEG: every marker, also those inside its pixel data, to the
+end-of-image marker; PNG: every chunk's CRC and the start of its pixel
+data; GIF / BMP: Pillow), in a thread pool. A header
 that claims more pixels than `MAX_PIXELS` (a decompression bomb, or a
 damaged header) fails too: decoding it would exhaust memory mid-run.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -46,38 +48,117 @@ class _Bad(Exception):
     """A file that is not a decodable image; the message says why."""
 
 
-def _jpeg_size(f) -> tuple[int, int]:
-    """(height, width) from a JPEG's frame header, walking the markers."""
-    f.seek(2)
+# Inside entropy-coded (pixel) data a 0xFF byte is followed by 0x00
+# (stuffing), a restart marker (0xD0..0xD7) or more 0xFF fill bytes; any
+# other byte after it is a marker ending the scan.
+_MARKER_IN_SCAN = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+# Markers a JPEG may hold after its frame header: tables (DHT, DAC, DQT,
+# DRI, DNL), application data and comments, another scan (SOS); the end
+# (EOI) and the markers without a length are handled before.
+_AFTER_FRAME = {0xC4, 0xCC, 0xDA, 0xDB, 0xDD, 0xDC, 0xFE, *range(0xE0, 0xF0)}
+# Frame types libjpeg decodes: baseline, extended, progressive (Huffman or
+# arithmetic coding).
+_DECODABLE_FRAMES = {0xC0, 0xC1, 0xC2, 0xC9, 0xCA}
+
+
+def _jpeg_walk(data: bytes) -> tuple[int, int]:
+    """(height, width) of a JPEG after walking its whole structure: every
+    marker segment, and every scan's pixel data to the marker after it.
+
+    No pixels are decoded, but what libjpeg refuses mid-decode is found:
+    a marker it does not know (or a second frame header) inside garbage
+    pixel data, Huffman tables or scan headers it rejects, a segment
+    running past the end, no end-of-image marker. Garbage that holds no
+    such marker decodes (as noise) everywhere.
+    """
+    pos, end, size, frame = 2, len(data), None, 0
+    tables: set[int] = set()  # Huffman tables defined so far: class << 4 | id
     while True:
-        byte = f.read(1)
-        if not byte:
-            raise _Bad("truncated JPEG (no frame header)")
-        if byte != b"\xff":
+        if pos >= end:
+            raise _Bad("truncated JPEG (no end-of-image marker)" if size else "truncated JPEG (no frame header)")
+        if data[pos] != 0xFF:
             raise _Bad("corrupt JPEG (no marker where one should be)")
-        marker = f.read(1)
-        while marker == b"\xff":  # fill bytes
-            marker = f.read(1)
-        if not marker:
-            raise _Bad("truncated JPEG (no frame header)")
-        code = marker[0]
+        while pos < end and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= end:
+            continue
+        code = data[pos]
+        pos += 1
+        if code == 0xD9:
+            if size is None:
+                raise _Bad("corrupt JPEG (no frame header)")
+            return size
         if code == 0x01 or 0xD0 <= code <= 0xD8:  # markers without a length
             continue
-        if code in (0xD9, 0xDA):
-            raise _Bad("corrupt JPEG (image data before its frame header)")
-        raw = f.read(2)
-        if len(raw) < 2:
-            raise _Bad("truncated JPEG (no frame header)")
-        length = int.from_bytes(raw, "big")
-        if length < 2:
-            raise _Bad("corrupt JPEG (bad segment length)")
+        if size is not None and code not in _AFTER_FRAME:  # what libjpeg stops at
+            what = "a second frame header" if 0xC0 <= code <= 0xCF else "unknown marker"
+            raise _Bad(f"corrupt JPEG (its pixel data is garbage: {what} 0x{code:02X})")
+        if pos + 2 > end:
+            raise _Bad("truncated JPEG (no end-of-image marker)" if size else "truncated JPEG (no frame header)")
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2 or pos + length > end:
+            raise _Bad("truncated JPEG (a segment runs past the end of the file)" if length >= 2
+                       else "corrupt JPEG (bad segment length)")
+        segment = data[pos + 2 : pos + length]
         # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) hold the size.
         if 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):
-            frame = f.read(5)
-            if len(frame) < 5:
-                raise _Bad("truncated JPEG (frame header cut short)")
-            return int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
-        f.seek(length - 2, os.SEEK_CUR)
+            size, frame = _jpeg_frame(segment, code)
+        elif code == 0xC4:
+            tables |= _jpeg_tables(segment)
+        elif code == 0xDA:
+            if size is None:
+                raise _Bad("corrupt JPEG (image data before its frame header)")
+            _jpeg_scan(segment, frame, tables)
+        pos += length
+        if code == 0xDA:  # the scan's pixel data runs to the next marker
+            found = _MARKER_IN_SCAN.search(data, pos)
+            if found is None:
+                raise _Bad("truncated JPEG (no end-of-image marker)")
+            pos = found.start()
+
+
+def _jpeg_frame(segment: bytes, code: int) -> tuple[tuple[int, int], int]:
+    """((height, width), frame type) from a frame header (SOFn)."""
+    if code not in _DECODABLE_FRAMES:
+        raise _Bad(f"unsupported JPEG (lossless or hierarchical coding, frame type 0x{code:02X})")
+    if len(segment) < 5:
+        raise _Bad("truncated JPEG (frame header cut short)")
+    return (int.from_bytes(segment[1:3], "big"), int.from_bytes(segment[3:5], "big")), code
+
+
+def _jpeg_tables(segment: bytes) -> set[int]:
+    """The Huffman tables (class << 4 | id) a DHT segment defines, checked
+    as libjpeg checks them."""
+    found, i = set(), 0
+    while i < len(segment):
+        slot, counts = segment[i], segment[i + 1 : i + 17]
+        total = sum(counts)
+        if slot >> 4 > 1 or slot & 0x0F > 3 or len(counts) < 16 or total > 256 or i + 17 + total > len(segment):
+            raise _Bad("corrupt JPEG (its pixel data is garbage: a bad Huffman table)")
+        found.add(slot)
+        i += 17 + total
+    return found
+
+
+def _jpeg_scan(segment: bytes, frame: int, tables: set[int]) -> None:
+    """A scan header (SOS) as libjpeg accepts it: its components, the
+    progressive parameters, the Huffman tables it uses defined."""
+    count = segment[0] if segment else 0
+    if not 1 <= count <= 4 or len(segment) != 4 + 2 * count:
+        raise _Bad("corrupt JPEG (its pixel data is garbage: a bad scan header)")
+    ss, se, ah, al = segment[-3], segment[-2], segment[-1] >> 4, segment[-1] & 0x0F
+    progressive = frame in (0xC2, 0xCA)
+    if progressive and (se > 63 or ss > se or (ss == 0) != (se == 0) or ah > 13 or al > 13
+                        or (ss > 0 and count != 1)):
+        raise _Bad(f"corrupt JPEG (its pixel data is garbage: bad progressive parameters Ss={ss} Se={se})")
+    if frame in (0xC9, 0xCA):  # arithmetic coding: no Huffman tables
+        return
+    for k in range(count):
+        dc, ac = segment[2 + 2 * k] >> 4, segment[2 + 2 * k] & 0x0F
+        need = [(0, dc), (1, ac)] if not progressive else [(0, dc)] if ss == 0 and ah == 0 else [(1, ac)] if ss else []
+        missing = [f"{c}{t}" for c, t in need if (c << 4 | t) not in tables]
+        if missing:
+            raise _Bad(f"corrupt JPEG (its pixel data is garbage: Huffman table {missing[0]} not defined)")
 
 
 def _png_size(f) -> tuple[int, int]:
@@ -132,8 +213,9 @@ def _pillow_size(f, fmt: str) -> tuple[int, int]:
 def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Optional[int], str]:
     """Check that a file is an image TensorFlow can decode, cheaply.
 
-    JPEG: the markers up to the frame header, and the end-of-image marker
-    (a truncated JPEG lacks it and would fail mid-epoch). PNG: every chunk
+    JPEG: every marker and segment to the end-of-image marker, and the
+    markers inside its pixel data (garbage there, or a truncated file,
+    would fail mid-epoch). PNG: every chunk
     and its CRC up to the end chunk. GIF: its trailer, then Pillow. BMP:
     its declared size, then Pillow. No pixels are decoded.
 
@@ -155,10 +237,8 @@ def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Opti
                 return None, "not a JPEG, PNG, GIF or BMP image"
             size = f.seek(0, os.SEEK_END)
             if fmt == "jpeg":
-                f.seek(max(0, size - 4096))  # allow trailing bytes after it
-                if b"\xff\xd9" not in f.read():
-                    return None, "truncated JPEG (no end-of-image marker)"
-                height, width = _jpeg_size(f)
+                f.seek(0)
+                height, width = _jpeg_walk(f.read())
             elif fmt == "png":
                 height, width = _png_size(f)
             elif fmt == "gif":

@@ -4,8 +4,9 @@ Design, for folders of any size:
 - Listing walks the folder with `os.scandir` (no stat of every file).
 - A pre-flight check reads each file's first bytes (JPEG, PNG, GIF or BMP
   by content, whatever the extension says) and walks its structure without
-  decoding pixels (JPEG: markers to the frame header and the end-of-image
-  marker; PNG: every chunk's CRC; GIF / BMP: Pillow's `verify()`), in a
+  decoding pixels (JPEG: every marker, those inside its pixel data too, to
+  the end-of-image marker; PNG: every chunk's CRC; GIF / BMP: Pillow's
+  `verify()`), in a
   thread pool. Corrupt or non-image files are found before training and
   skipped (listed in the notes), or are an error with `data.strict`. It
   also reads each image's size, which picks the JPEG decode scale.
