@@ -38,6 +38,15 @@ def test_read_only_run_folder(runner, app, tmp_path, monkeypatch, trained_run): 
         assert res.exit_code == 2, res.output
         assert [ln for ln in res.stderr.splitlines() if ln.startswith("error:")] == [res.stderr.strip()]
         assert "cannot write the export" in res.stderr and "Traceback" not in res.output
+        elsewhere = tmp_path / "elsewhere"  # predict from another directory, on the read-only folder
+        elsewhere.mkdir()
+        names = ",".join(f"{p} {d} (cm)" for p in ("sepal", "petal") for d in ("length", "width"))
+        (elsewhere / "flower.csv").write_text(f"{names}\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n")
+        monkeypatch.chdir(elsewhere)
+        res = runner.invoke(app, ["predict", str(run), "flower.csv", "--json"])
+        assert res.exit_code == 0, res.output
+        rows = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
+        assert [r["class"] for r in rows] == ["setosa", "virginica"]
         assert sorted(p.name for p in run.rglob("*")) == before
     finally:
         for p in [run, *run.rglob("*")]:
