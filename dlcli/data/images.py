@@ -283,33 +283,12 @@ def image_folder(cfg: Any, key: str = "data.path") -> tuple[Path, tuple[int, int
     return root, image_size
 
 
-def image_dir_source(cfg: Any) -> DataBundle:
-    """A folder of images, one sub-folder per class (or train/ val/ test/).
-
-    Raises:
-        ConfigError: no `data.path`, a bad `image_size` or `data.classes`.
-        DataError: the folder does not fit the layout, a class has no
-            readable images, or (with `data.strict`) unreadable files.
-    """
-    from dlcli.data.labels import TASKS, choose_label_mode, encode_labels
-    from dlcli.data.pipeline import build_augmenter
-
+def _readable_splits(cfg: Any, root: Path, image_size: Any, listing: Any, notes: list[str]) -> tuple[dict, list]:
+    """Each split's readable (files, codes, labels) after the pre-flight check; bad files are
+    noted (or, with `data.strict`, refused). Raises DataError for a class with no readable image."""
     d = cfg.data
-    seed = int(cfg.seed)
-    if d.masks is not None:
-        from dlcli.data.masks import segmentation_source
-
-        return segmentation_source(cfg)
-    root, image_size = image_folder(cfg)
-    channels = 1 if d.color_mode == "grayscale" else 3
-    mode = choose_label_mode(cfg, classification=True, source="image_dir")
-
-    wanted = (lambda names: class_filter(cfg, names, d.classes)) if d.classes else None
-    listing = list_image_folder(root, wanted)
-    notes = list(listing.notes)
     class_names = listing.class_names
     num_classes = len(class_names)
-
     every = [p for split in listing.files for p in listing.files[split]]
     codes_all, bad = check_images(every, target=image_size)
     if bad:
@@ -334,6 +313,14 @@ def image_dir_source(cfg: Any) -> DataBundle:
     if empty:
         folder = root / "train" if base == "train" else root
         raise DataError(f"class folder(s) {', '.join(str(folder / c) for c in empty)} have no readable images")
+
+    return splits, bad
+
+
+def _train_val_test(d: Any, seed: int, splits: dict) -> tuple:
+    """The train, val and test (files, codes, labels) from the folder's splits and the config's
+    test_split / validation_split / samples_per_class / limit (None where empty)."""
+    base = "train" if "train" in splits else "all"
 
     def take(split, idx):
         f, c, y = splits[split]
@@ -364,6 +351,72 @@ def image_dir_source(cfg: Any) -> DataBundle:
     if val is not None and len(val[0]) == 0:
         val = None
 
+    return train, val, test
+
+
+def _image_spec(cfg: Any, root: Path, image_size: Any, listing: Any, mode: str, parts: tuple, skipped: int) -> dict:
+    """The data spec of an image folder run."""
+    from dlcli.data.labels import TASKS
+
+    d = cfg.data
+    train, val, test = parts
+    num_classes = len(listing.class_names)
+    channels = 1 if d.color_mode == "grayscale" else 3
+    return {
+        "source": "image_dir",
+        "task": TASKS[mode],
+        "label_mode": mode,
+        "class_names": listing.class_names,
+        "num_classes": num_classes,
+        "input_kind": "image",
+        "input_shape": [image_size[0], image_size[1], channels],
+        "image_size": list(image_size),
+        "color_mode": d.color_mode,
+        "pixel_range": [0.0, 255.0],
+        "sequence": False,
+        "extensions": list(IMAGE_EXTENSIONS),
+        "path": str(root),
+        "layout": listing.layout,
+        "seed": int(cfg.seed),
+        "counts": {
+            "train": int(len(train[0])),
+            "val": int(len(val[0])) if val else 0,
+            "test": int(len(test[0])) if test else 0,
+        },
+        "class_counts": np.bincount(train[2], minlength=num_classes).tolist(),
+        "skipped": skipped,
+    }
+
+
+def image_dir_source(cfg: Any) -> DataBundle:
+    """A folder of images, one sub-folder per class (or train/ val/ test/).
+
+    Raises:
+        ConfigError: no `data.path`, a bad `image_size` or `data.classes`.
+        DataError: the folder does not fit the layout, a class has no
+            readable images, or (with `data.strict`) unreadable files.
+    """
+    from dlcli.data.labels import choose_label_mode, encode_labels
+    from dlcli.data.pipeline import build_augmenter
+
+    d = cfg.data
+    seed = int(cfg.seed)
+    if d.masks is not None:
+        from dlcli.data.masks import segmentation_source
+
+        return segmentation_source(cfg)
+    root, image_size = image_folder(cfg)
+    channels = 1 if d.color_mode == "grayscale" else 3
+    mode = choose_label_mode(cfg, classification=True, source="image_dir")
+
+    wanted = (lambda names: class_filter(cfg, names, d.classes)) if d.classes else None
+    listing = list_image_folder(root, wanted)
+    notes = list(listing.notes)
+    num_classes = len(listing.class_names)
+
+    splits, bad = _readable_splits(cfg, root, image_size, listing, notes)
+    train, val, test = _train_val_test(d, seed, splits)
+
     decode = make_decoder(image_size, channels)
     augment = build_augmenter(cfg)
     cache = d.cache is True
@@ -379,30 +432,7 @@ def image_dir_source(cfg: Any) -> DataBundle:
         )
 
     input_shape = (image_size[0], image_size[1], channels)
-    spec = {
-        "source": "image_dir",
-        "task": TASKS[mode],
-        "label_mode": mode,
-        "class_names": class_names,
-        "num_classes": num_classes,
-        "input_kind": "image",
-        "input_shape": list(input_shape),
-        "image_size": list(image_size),
-        "color_mode": d.color_mode,
-        "pixel_range": [0.0, 255.0],
-        "sequence": False,
-        "extensions": list(IMAGE_EXTENSIONS),
-        "path": str(root),
-        "layout": listing.layout,
-        "seed": seed,
-        "counts": {
-            "train": int(len(train[0])),
-            "val": int(len(val[0])) if val else 0,
-            "test": int(len(test[0])) if test else 0,
-        },
-        "class_counts": np.bincount(train[2], minlength=num_classes).tolist(),
-        "skipped": len(bad),
-    }
+    spec = _image_spec(cfg, root, image_size, listing, mode, (train, val, test), len(bad))
     train_files, train_codes = train[0], train[1]
 
     def representative(n: int) -> np.ndarray:
