@@ -172,6 +172,40 @@ def _decoder(spec: DataSpec):
     return _DECODERS[key]
 
 
+def _checked(spec: DataSpec, files: list[str], skip: dict[int, str]) -> tuple[np.ndarray, dict[int, str]]:
+    """The pre-flight check over a run of files: each file's format code
+    (-1 for a file not to decode) and the error of each such position."""
+    from dlcli.data.images import check_images
+
+    n = len(files)
+    reasons: dict[int, str] = dict(skip)
+    codes = np.full(n, -1, np.int32)
+    check = np.array([i for i in range(n) if i not in skip], np.int64) if skip else np.arange(n)
+    codes[check], bad = check_images([files[i] for i in check] if skip else files, target=_image_shape(spec)[:2])
+    if bad:
+        why = dict(bad)
+        for i in check[codes[check] < 0]:
+            reasons[int(i)] = why.get(files[i], "unreadable image")
+    return codes, reasons
+
+
+def _decoded_batches(spec: DataSpec, files: list[str], codes: np.ndarray, good: np.ndarray,
+                     decode: Any, chunk: int) -> Iterator[Any]:
+    """ONE tf.data pipeline over the good files: (images, run positions)
+    batches of `chunk`, decoded in parallel, files that fail dropped."""
+    import tensorflow as tf
+
+    paths = files if len(good) == len(files) else [files[i] for i in good]
+    ds = tf.data.Dataset.from_tensor_slices((paths, codes[good], good.astype(np.int64)))
+    ds = ds.map(tf.autograph.experimental.do_not_convert(lambda p, c, i: (decode(p, c), i)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors().batch(chunk)
+    finish = _batch_finisher(spec)
+    if finish is not None:
+        ds = ds.map(tf.autograph.experimental.do_not_convert(lambda x, i: (finish(x), i)))
+    return iter(ds.prefetch(2))
+
+
 def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk: int) -> Iterator[_Block]:
     """Check, then decode, a run of image files as blocks of `chunk`.
 
@@ -191,17 +225,8 @@ def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk:
         return
     import tensorflow as tf
 
-    from dlcli.data.images import check_images
-
     n = len(files)
-    reasons: dict[int, str] = dict(skip)
-    codes = np.full(n, -1, np.int32)
-    check = np.array([i for i in range(n) if i not in skip], np.int64) if skip else np.arange(n)
-    codes[check], bad = check_images([files[i] for i in check] if skip else files, target=_image_shape(spec)[:2])
-    if bad:
-        why = dict(bad)
-        for i in check[codes[check] < 0]:
-            reasons[int(i)] = why.get(files[i], "unreadable image")
+    codes, reasons = _checked(spec, files, skip)
     good = np.flatnonzero(codes >= 0)
     failed = np.flatnonzero(codes < 0)  # sorted run positions of error entries
     decode, decode_one = _decoder(spec)
@@ -233,15 +258,7 @@ def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk:
     done = 0  # run positions before this one have been yielded
     g = 0  # good[:g] have been yielded
     if len(good):
-        paths = files if len(good) == n else [files[i] for i in good]
-        ds = tf.data.Dataset.from_tensor_slices((paths, codes[good], good.astype(np.int64)))
-        ds = ds.map(tf.autograph.experimental.do_not_convert(lambda p, c, i: (decode(p, c), i)),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.ignore_errors().batch(chunk)
-        finish = _batch_finisher(spec)
-        if finish is not None:
-            ds = ds.map(tf.autograph.experimental.do_not_convert(lambda x, i: (finish(x), i)))
-        batches = iter(ds.prefetch(2))
+        batches = _decoded_batches(spec, files, codes, good, decode, chunk)
         while True:
             try:
                 x, pos = next(batches)
