@@ -87,7 +87,10 @@ def _check_learning_rate(cfg: Any, model: Any) -> None:
 
     A schedule is asked at its first step and at the steps its config
     names (warmup, decay): 0 at the start is legitimate when it rises
-    later (a warmup from 0), refused when it never leaves 0.
+    later (a warmup from 0), refused when it never leaves 0. A schedule
+    that grows past float range later on is left to the divergence guard,
+    which names the epoch and batch where the loss stops being finite (a
+    short run may never reach that step).
     """
     import keras
 
@@ -102,7 +105,9 @@ def _check_learning_rate(cfg: Any, model: Any) -> None:
             rates = [float(keras.ops.convert_to_numpy(optimizer.learning_rate))]
     except Exception:  # noqa: BLE001 - a schedule that cannot be asked ahead: fit reports what it does
         return
-    bad = next((lr for lr in rates if not math.isfinite(lr) or lr < 0), None)
+    bad = next((lr for lr in rates if math.isnan(lr) or lr < 0), None)
+    if bad is None and math.isinf(rates[0]):
+        bad = rates[0]
     if bad is None and max(rates) > 0:
         return
     lr = rates[0] if bad is None else bad
