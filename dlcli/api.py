@@ -12,7 +12,7 @@ imported inside the functions that need them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 from dlcli.runs import CONFIG_FILE
 
@@ -303,6 +303,39 @@ def export(
     with using(unsafe, trust_modules):
         return export_run(run, fmt, quantize=quantize, min_agreement=min_agreement, samples=samples,
                           calibration_samples=calibration_samples, **kwargs)
+
+
+def tune(
+    config: Union[str, Path],
+    overrides: Sequence[str] = (),
+    *,
+    output: Union[str, Path] = "runs",
+    name: Optional[str] = None,
+    storage: Optional[str] = None,
+    workers: int = 1,
+    trials: Optional[int] = None,
+    heartbeat: int = 10,
+    say: Optional[Callable[[str], None]] = None,
+) -> Any:
+    """Run (or resume, or join) the Optuna study of a config's `tune:`
+    section; every trial is a run folder in `<output>/<name>/tune/`. The
+    options are those of `dlcli tune`; `say` gets a one-line note per
+    finished trial (default: nothing is printed). See dlcli.tune.
+
+    Returns:
+        `dlcli.tune.TuneResult`: `study_dir`, and `summary` (what `--json`
+        prints: every trial's parameters, value and state, and the best).
+
+    Raises:
+        ConfigError: a bad config, tune: section or storage, or Optuna
+            not installed.
+        TrainingError: the workers stopped before the study was done.
+    """
+    _quiet_tensorflow()
+    from dlcli.tune import tune as _tune
+
+    return _tune(config, tuple(overrides), output=output, name=name, storage=storage, workers=workers,
+                 trials=trials, heartbeat=heartbeat, say=say or (lambda text: None))
 
 
 def runs(where: Sequence[Union[str, Path]] = ("runs",)) -> list[dict[str, Any]]:

@@ -49,3 +49,31 @@ def test_dataframe_predictions_equal_csv_file_predictions(tmp_path):
     assert [r["class"] for r in from_frame] == [r["class"] for r in from_file]
     assert [r["probability"] for r in from_frame] == pytest.approx([r["probability"] for r in from_file])
     assert len(from_frame) == 12 and from_frame[0]["input"] == 0
+
+
+@pytest.mark.slow
+def test_tune_runs_a_study_that_the_cli_resumes(tmp_path, runner, app, capfd):
+    pytest.importorskip("optuna")
+    study = IRIS.replace("train: {epochs: 5}", "train: {epochs: 1}") + (
+        "tune:\n  metric: val_accuracy\n  trials: 1\n  sampler: random\n  space:\n"
+        "    compile.optimizer.config.learning_rate: {type: float, low: 1.0e-3, high: 1.0e-1, log: true}\n"
+    )
+    (tmp_path / "study.yaml").write_text(study, encoding="utf-8")
+    notes: list[str] = []
+    result = api.tune(tmp_path / "study.yaml", output=tmp_path / "runs", say=notes.append)
+    summary = result.summary
+    assert result.study_dir == tmp_path / "runs" / "iris" / "tune"
+    assert summary["trials_done"] == 1 and len(notes) == 1 and "trial 0" in notes[0]
+    assert [t["state"] for t in summary["trials"]] == ["complete"]
+    best = summary["best"]
+    assert Path(best["config"]).is_file() and (Path(best["run_dir"]) / "model.keras").is_file()
+    assert "trial 0" not in capfd.readouterr().err  # the notes went to `say`, not to stderr
+    # `dlcli tune` goes through api.tune: it joins the same study.
+    out = runner.invoke(app, ["tune", str(tmp_path / "study.yaml"), "--output", str(tmp_path / "runs"),
+                              "--trials", "2", "--json"])
+    assert out.exit_code == 0, out.stderr
+    import json
+
+    again = json.loads(out.stdout)
+    assert again["trials_done"] == 2 and again["study_dir"] == str(result.study_dir)
+    assert [t["number"] for t in again["trials"]][:1] == [t["number"] for t in summary["trials"]]

@@ -52,12 +52,12 @@ def tune(
 
     Example: dlcli tune configs/tune_digits.yaml --workers 2
     """
-    from dlcli.tune import tune as run_tune
+    from dlcli import api
 
     def say(text: str) -> None:
         err_console.print(text, markup=False, highlight=False)
 
-    result = run_tune(
+    result = api.tune(
         config,
         set_ or [],
         output=output or Path("runs"),
