@@ -50,7 +50,7 @@ if side == "pandas":
     import pandas as pd
 elif side == "dlcli":
     from pathlib import Path
-    from dlcli.data.table import read_table
+    from dlcli.data.table import read_table, to_numpy
     from dlcli.data.columns import Column
     from dlcli.data.tables import column_arrays
     import pyarrow.compute, pyarrow.csv
@@ -67,7 +67,7 @@ elif side == "dlcli":
     names = [f"f{i}" for i in range(int(sys.argv[3]))]
     t = read_table(Path(path), float32=names)
     x = column_arrays(t, [Column(n, "float_normalized", "float32", {}, 0.0, "features") for n in names])
-    y = t.column("target").to_numpy()
+    y = to_numpy(t.column("target"))
 else:
     cfg = config_from_dict({"data": {"source": "csv", "path": path, "target": "target"},
                             "model": {"layers": [{"Dense": {"units": 2, "activation": "softmax"}}]}})

@@ -196,6 +196,44 @@ def read_schema(path: Path, *, encoding: Optional[str] = None) -> Any:
     return first.schema
 
 
+def to_numpy(col: Any, dtype: Any = None) -> Any:
+    """A pyarrow Array or ChunkedArray as one numpy array (of `dtype`),
+    the chunks copied straight into one preallocated array.
+
+    Number chunks without gaps are read from their buffers: pyarrow's
+    `to_numpy` goes through its pandas converter, which imports pandas
+    (about 0.3 s) and, for a ChunkedArray, copies once more.
+    """
+    import numpy as np
+
+    chunks = col.chunks if hasattr(col, "chunks") else [col]
+    if not chunks:
+        import pyarrow as pa
+
+        chunks = [pa.array([], type=col.type)]
+    parts = [_chunk_numpy(c) for c in chunks]
+    if len(parts) == 1:
+        return parts[0] if dtype is None else parts[0].astype(dtype, copy=False)
+    out = np.empty(len(col), dtype=parts[0].dtype if dtype is None else dtype)
+    start = 0
+    for part in parts:
+        out[start:start + len(part)] = part
+        start += len(part)
+    return out
+
+
+def _chunk_numpy(chunk: Any) -> Any:
+    import numpy as np
+    import pyarrow as pa
+
+    t = chunk.type
+    if chunk.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        kind = "f" if pa.types.is_floating(t) else "i" if pa.types.is_signed_integer(t) else "u"
+        dt = np.dtype(f"{kind}{t.bit_width // 8}")
+        return np.frombuffer(chunk.buffers()[1], dtype=dt, count=len(chunk), offset=chunk.offset * dt.itemsize)
+    return chunk.to_numpy(zero_copy_only=False)
+
+
 def header(path: Path, *, encoding: Optional[str] = None) -> list[str]:
     """The column names of a CSV or Parquet file."""
     return list(read_schema(path, encoding=encoding).names)

@@ -27,7 +27,7 @@ from dlcli.data.bundle import DataBundle
 from dlcli.data.columns import Column, adapt_feature_space, check_groups, feature_space, head, plan_columns
 from dlcli.data.labels import TASKS, encode_labels, loss_label_mode, loss_name
 from dlcli.data.spec import ColumnSpec, DataSpec, OutputSpec
-from dlcli.data.table import read_table
+from dlcli.data.table import read_table, to_numpy
 from dlcli.data.vocab import token_separator, transcript_target
 from dlcli.errors import DataError
 
@@ -137,11 +137,11 @@ def encode_target(cfg: Any, path: Path, table: Any, target: str, single: bool,
     if mode == "float" or (mode is None and numeric and not whole):
         if not numeric:
             raise DataError(f"{path}: target {target!r} holds words, but {loss_name(loss)} is a regression loss")
-        y = col.to_numpy().astype(np.float32)
+        y = to_numpy(col, np.float32)
         return OutputSpec(name=target, task="regression", label_mode="float", shape=[]), y
     values = pc.unique(col).sort()
     names = [str(int(v)) if numeric else str(v) for v in values.to_pylist()]
-    y = pc.index_in(col, value_set=values).to_numpy().astype(np.int64)
+    y = to_numpy(pc.index_in(col, value_set=values), np.int64)
     if mode is None:
         mode = "int"
     return OutputSpec(name=target, task=TASKS[mode], label_mode=mode, class_names=names, num_classes=len(names), shape=[]), y
@@ -186,7 +186,7 @@ def split_tables(cfg: Any, path: Path, columns: list[str], floats: Sequence[str]
     if first and d.split != "ordered" and not d.window:
         import pyarrow.compute as pc
 
-        strat = pc.index_in(table.column(first), value_set=pc.unique(table.column(first))).to_numpy(zero_copy_only=False)
+        strat = to_numpy(pc.index_in(table.column(first), value_set=pc.unique(table.column(first))))
     del table  # the splits below are copies: the whole file need not stay too
     for split, key, fraction in (("test", "test_path", d.test_split), ("val", "validation_path", d.validation_split)):
         if getattr(d, key):
@@ -216,9 +216,7 @@ def column_arrays(table: Any, columns: list[Column]) -> dict[str, np.ndarray]:
         if c.dtype == "string":
             col = col.cast("string")
         col = pc.fill_null(col, c.fill) if col.null_count else col
-        arr = col.to_numpy(zero_copy_only=False)
-        arr = arr.astype(object if c.dtype == "string" else c.dtype, copy=False)
-        out[c.name] = arr.reshape(-1, 1)
+        out[c.name] = to_numpy(col, object if c.dtype == "string" else c.dtype).reshape(-1, 1)
     return out
 
 
@@ -288,7 +286,7 @@ def _bundle(cfg: Any, path: Path, tables: dict[str, Any], plan: list[Column], ta
     outputs, labels = _labels(cfg, path, tables, targets)
     xs = {s: None if t is None else column_arrays(t, plan) for s, t in tables.items()}
     weights = {s: None if t is None or not d.sample_weight else
-               t.column(d.sample_weight).fill_null(0).to_numpy().astype(np.float32) for s, t in tables.items()}
+               to_numpy(t.column(d.sample_weight).fill_null(0), np.float32) for s, t in tables.items()}
     first = outputs[0]
     spec = table_spec(cfg, path, plan, outputs, {s: 0 if t is None else t.num_rows for s, t in tables.items()})
     if first.class_names and len(outputs) == 1 and first.task != "ctc":
