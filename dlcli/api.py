@@ -11,6 +11,7 @@ imported inside the functions that need them.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -134,9 +135,15 @@ def train(
     cfg = load(config, extra)
     if name:
         cfg.name = name
-    from dlcli.model.trust import using
-    from dlcli.runs import run_locks
-    from dlcli.training import train as _train
+    from dlcli.statusline import settle, waiting
+
+    # Importing TensorFlow takes seconds (and holds the interpreter, so the
+    # line is drawn before it starts): a terminal is not left blank.
+    starting = "tensorflow" not in sys.modules
+    with waiting(settle(progress, cfg.train.verbose) if starting else "none", console, "starting TensorFlow", delay=0):
+        from dlcli.model.trust import using
+        from dlcli.runs import run_locks
+        from dlcli.training import train as _train
 
     # The run folder is locked while this process trains in it.
     with using(unsafe, trust_modules, run_config=Path(resume) if resume is not None else None), run_locks(resume):

@@ -21,6 +21,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from dlcli.data import scanning
+
 # Decoder branch per file, chosen by the pre-flight check from the content
 # and the size: JPEG decoded at 1/1, 1/2, 1/4 or 1/8 scale, PNG, or
 # GIF / BMP.
@@ -292,6 +294,7 @@ def check_images(
     # and a task per file doubles the cost of the check.
     block = 64
     blocks = [paths[i : i + block] for i in range(0, len(paths), block)]
+    scanning.report("checking images", 0, len(paths))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = pool.map(lambda chunk: [check(p) for p in chunk], blocks)
         i = 0
@@ -302,6 +305,7 @@ def check_images(
                 else:
                     codes[i] = code
                 i += 1
+            scanning.report("checking images", i, len(paths))
     return codes, bad
 
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from dlcli.data import scanning
 from dlcli.data._util import cfg_error, class_filter, per_class_subset, short_list, split_indices
 from dlcli.data.bundle import DataBundle
 from dlcli.data.registry import IMAGE_EXTENSIONS
@@ -56,9 +57,10 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def walk_files(folder: str) -> list[str]:
+def walk_files(folder: str, counted: int = 0) -> list[str]:
     """Every non-hidden file under `folder`, recursively (following links,
-    each real folder once), sorted."""
+    each real folder once), sorted. The count so far (after `counted`
+    files found elsewhere) is reported folder by folder."""
     out: list[str] = []
     stack = [folder]
     seen = {os.path.realpath(folder)}
@@ -78,6 +80,7 @@ def walk_files(folder: str) -> list[str]:
                     stack.append(e.path)
             elif e.is_file(follow_symlinks=True):
                 out.append(e.path)
+        scanning.report("listing files", counted + len(out))
     out.sort()
     return out
 
@@ -150,6 +153,7 @@ def list_image_folder(root: Path, wanted: Optional[Callable[[list[str]], list[in
     keep = wanted(classes) if wanted else list(range(len(classes)))
     class_names = [classes[k] for k in keep]
     listing = Listing(root=root, layout=layout, class_names=class_names)
+    listed = 0  # files of the splits before this one (for the reported count)
 
     for split, folder in split_dirs.items():
         present = _subdirs(folder)
@@ -163,13 +167,14 @@ def list_image_folder(root: Path, wanted: Optional[Callable[[list[str]], list[in
         for label, name in enumerate(class_names):
             if name not in present:
                 continue
-            found = walk_files(str(folder / name))
+            found = walk_files(str(folder / name), counted=listing.ignored + len(files) + listed)
             images = [p for p in found if is_image_name(p)]
             listing.ignored += len(found) - len(images)
             files.extend(images)
             labels.extend([label] * len(images))
         listing.files[split] = files
         listing.labels[split] = labels
+        listed += len(files)
     return listing
 
 
@@ -354,7 +359,8 @@ def _train_val_test(d: Any, seed: int, splits: dict) -> tuple:
     return train, val, test
 
 
-def _image_spec(cfg: Any, root: Path, image_size: Any, listing: Any, mode: str, parts: tuple, skipped: int) -> dict:
+def _image_spec(cfg: Any, root: Path, image_size: Any, listing: Any, mode: str, parts: tuple, found: int,
+                skipped: int) -> dict:
     """The data spec of an image folder run."""
     from dlcli.data.labels import TASKS
 
@@ -384,6 +390,7 @@ def _image_spec(cfg: Any, root: Path, image_size: Any, listing: Any, mode: str, 
             "test": int(len(test[0])) if test else 0,
         },
         "class_counts": np.bincount(train[2], minlength=num_classes).tolist(),
+        "found": found,
         "skipped": skipped,
     }
 
@@ -415,6 +422,7 @@ def image_dir_source(cfg: Any) -> DataBundle:
     num_classes = len(listing.class_names)
 
     splits, bad = _readable_splits(cfg, root, image_size, listing, notes)
+    scanning.step("building the input pipeline")
     train, val, test = _train_val_test(d, seed, splits)
 
     decode = make_decoder(image_size, channels)
@@ -432,7 +440,8 @@ def image_dir_source(cfg: Any) -> DataBundle:
         )
 
     input_shape = (image_size[0], image_size[1], channels)
-    spec = _image_spec(cfg, root, image_size, listing, mode, (train, val, test), len(bad))
+    found = sum(len(files) for files, _, _ in splits.values())
+    spec = _image_spec(cfg, root, image_size, listing, mode, (train, val, test), found, len(bad))
     train_files, train_codes = train[0], train[1]
 
     def representative(n: int) -> np.ndarray:

@@ -106,6 +106,7 @@ class DataSpec(_Strict):
     extensions: Optional[list[str]] = None
     layout: Optional[str] = None
     skipped: Optional[int] = None
+    found: Optional[int] = Field(None, description="Folder sources: the readable files found (before limit / samples_per_class).")
 
     # Files.
     path: Optional[str] = None

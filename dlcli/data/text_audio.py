@@ -19,6 +19,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+from dlcli.data import scanning
 from dlcli.data.arrays import ArraySet, finish
 from dlcli.data.bundle import DataBundle
 from dlcli.errors import DataError
@@ -33,28 +34,42 @@ def _folder(cfg: Any) -> Path:
     return root
 
 
-def _read_all(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+def _read_all(ds: Any, total: Optional[int], what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every batch of Keras's dataset as arrays, the files read so far
+    reported (of `total`)."""
     xs, ys = [], []
+    done = 0
     for x, y in ds:
         xs.append(x.numpy())
         ys.append(y.numpy())
+        done += len(xs[-1])
+        scanning.report(what, done, total)
     if not xs:
         raise DataError("no files found")
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _keras_listing(load: Any, root: Path, **kwargs: Any) -> tuple[Any, list[str]]:
-    """Keras's loader over `root`, unshuffled; its errors as DataErrors."""
+def _keras_listing(load: Any, root: Path, **kwargs: Any) -> tuple[Any, list[str], Optional[int]]:
+    """Keras's loader over `root`, unshuffled, its class names and the
+    number of files it found; its errors as DataErrors."""
     import contextlib
+    import io
+    import re
     import sys
 
+    said = io.StringIO()
     try:
-        # Keras prints "Found N files..." on stdout, which --json keeps for JSON.
-        with contextlib.redirect_stdout(sys.stderr):
+        # Keras prints "Found N files belonging to K classes." on stdout
+        # (which --json keeps for JSON); dlcli's own "found" line says it.
+        with contextlib.redirect_stdout(said):
             ds = load(str(root), batch_size=256, shuffle=False, label_mode="int", **kwargs)
     except ValueError as exc:
         raise DataError(f"{root}: {str(exc).splitlines()[0]}") from None
-    return ds, list(ds.class_names)
+    found = re.search(r"Found (\d+) files", said.getvalue())
+    rest = re.sub(r"Found \d+ files[^\n]*\n?", "", said.getvalue())
+    if rest.strip():
+        print(rest, end="", file=sys.stderr)
+    return ds, list(ds.class_names), int(found.group(1)) if found else None
 
 
 def text_dir_source(cfg: Any) -> DataBundle:
@@ -66,11 +81,11 @@ def text_dir_source(cfg: Any) -> DataBundle:
     import keras
 
     root = _folder(cfg)
-    ds, names = _keras_listing(keras.utils.text_dataset_from_directory, root)
-    x, y = _read_all(ds)
+    ds, names, total = _keras_listing(keras.utils.text_dataset_from_directory, root)
+    x, y = _read_all(ds, total, "reading text files")
     texts = np.asarray([t.decode("utf-8", errors="replace") for t in x], dtype=str)
     s = ArraySet(source="text_dir", x=texts, y=y.astype(np.int64), class_names=names, kind="text",
-                 spec={"path": str(root)})
+                 spec={"path": str(root), "found": len(texts)})
     return finish(cfg, s)
 
 
@@ -85,10 +100,10 @@ def audio_dir_source(cfg: Any) -> DataBundle:
     root = _folder(cfg)
     length = getattr(cfg.data, "sequence_length", None)
     kwargs = {"output_sequence_length": int(length)} if length else {}
-    ds, names = _keras_listing(keras.utils.audio_dataset_from_directory, root, **kwargs)
-    x, y = _read_all(ds)
+    ds, names, total = _keras_listing(keras.utils.audio_dataset_from_directory, root, **kwargs)
+    x, y = _read_all(ds, total, "reading audio files")
     s = ArraySet(source="audio_dir", x=x.astype(np.float32), y=y.astype(np.int64), class_names=names, kind="audio",
-                 spec={"path": str(root)})
+                 spec={"path": str(root), "found": len(x)})
     return finish(cfg, s)
 
 

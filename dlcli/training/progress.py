@@ -7,93 +7,27 @@ The bar counts the batches Keras has really run. With
 names the last batch of the span, which may lie past the end of a short
 epoch; the count is clipped to the epoch's length. The line is laid out
 for the terminal's width each time it is drawn: the epoch, the bar and the
-count always stay, the metrics are dropped first, then the times.
+count always stay, the metrics are dropped first, then the times (the
+layout is `dlcli.statusline.progress_line`, shared with the status line
+drawn while the data loads).
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import keras
 
-# Narrowest bar worth drawing, and the widest (a longer bar says nothing more).
-_MIN_BAR = 8
-_MAX_BAR = 40
+from dlcli.statusline import progress_line, styled, waiting
+
+__all__ = ["Progress", "describe_data", "format_metrics", "loading", "progress_line"]
 
 
 def format_metrics(logs: dict[str, Any]) -> str:
     """`loss=0.1234 accuracy=0.9` from Keras's logs (scalars only)."""
     return " ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, (int, float)))
-
-
-def _clock(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "-:--"
-    s = int(round(seconds))
-    return f"{s // 60}:{s % 60:02d}" if s < 3600 else f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
-def progress_line(
-    width: int,
-    epoch: str,
-    done: int,
-    total: Optional[int],
-    elapsed: float,
-    metrics: str,
-    finished: bool = False,
-) -> tuple[str, int, int]:
-    """Lay out one progress line for a terminal `width` columns wide.
-
-    Args:
-        width: the terminal's width.
-        epoch: `epoch 3/10`.
-        done: batches completed so far.
-        total: batches in the epoch, or None when unknown.
-        elapsed: seconds since the epoch started.
-        metrics: the metrics text, dropped first when space runs out.
-        finished: the epoch is complete (no eta shown).
-
-    Returns:
-        (the text with a gap of `bar` columns for the bar after the epoch,
-        the bar's width, the number of bar cells filled). The caller draws
-        the bar; a bar width of 0 means no bar (unknown total).
-    """
-    count = f"{done:,}/{total:,}" if total else f"{done:,} steps"
-    if finished or not total or not done:
-        times = _clock(elapsed)
-    else:
-        times = f"{_clock(elapsed)} eta {_clock(elapsed / done * (total - done))}"
-    parts_fixed = f"{epoch} " + "{bar}" + f" {count}"
-    base = len(parts_fixed) - len("{bar}")
-    room = width - 1 - base  # Rich needs the last column free
-    # The bar's width depends on the terminal's only, so it does not jump
-    # as metrics come and go; the metrics get what is left.
-    bar = max(_MIN_BAR, min(_MAX_BAR, width // 4)) if total else 0
-    room -= bar
-    tail = ""
-    if room >= len(times) + 1:
-        tail = " " + times
-        room -= len(times) + 1
-        shown = _fit_metrics(metrics, room - 1)
-        if shown:
-            tail += " " + shown
-    text = parts_fixed.replace("{bar}", "\0") + tail
-    filled = int(bar * min(done, total) / total) if total else 0
-    return text, bar, filled
-
-
-def _fit_metrics(metrics: str, room: int) -> str:
-    """As many whole `name=value` items as fit in `room` columns."""
-    out = ""
-    for item in metrics.split():
-        cand = f"{out} {item}" if out else item
-        if len(cand) > room:
-            break
-        out = cand
-    return out
 
 
 class _LineColumn:
@@ -114,21 +48,13 @@ class _LineColumn:
         self.console: Any = None
 
     def render(self, task: Any) -> Any:
-        from rich.text import Text
-
         f = task.fields
         width = self.console.width if self.console is not None else 80
         text, bar, filled = progress_line(
             width, f["epoch"], int(task.completed), task.total and int(task.total),
             f.get("elapsed_s", task.elapsed or 0.0), f["metrics"], f.get("finished", False),
         )
-        head, _, tail = text.partition("\0")
-        out = Text(head, style="bold")
-        if bar:
-            out.append("━" * filled, style="magenta" if not f.get("finished") else "green")
-            out.append("━" * (bar - filled), style="grey23")
-        out.append(tail)
-        return out
+        return styled(text, bar, filled, finished=f.get("finished", False))
 
 
 class Progress(keras.callbacks.Callback):
@@ -207,23 +133,34 @@ class Progress(keras.callbacks.Callback):
             self._progress = None
 
 
-@contextlib.contextmanager
-def loading(mode: str, console: Any = None, what: str = "loading data") -> Iterator[None]:
-    """A spinner with the seconds spent while the data is read and checked
-    (an image folder can take several seconds to scan); nothing in a pipe."""
-    if mode != "progress":
-        yield
-        return
-    from rich.console import Console
+def loading(mode: str, console: Any = None, what: str = "loading data") -> Any:
+    """While the data is read and checked: on a terminal, after half a
+    second, a line with the scan's count (an image folder's listing and
+    pre-flight check, text or audio files read), erased when done; nothing
+    in a pipe or when quiet."""
+    return waiting(mode, console, what)
 
-    console = console or Console(stderr=True)
-    with console.status(f"{what}…", spinner="dots"):
-        yield
+
+# What a folder source's files are called in the "found" line.
+_FOUND_NOUN = {"image_dir": "images", "text_dir": "text files", "audio_dir": "audio files"}
+
+
+def describe_found(spec: Any) -> Optional[str]:
+    """`found 1,920 images in 4 classes, 3 skipped` for a folder source
+    (the line that replaces the scan's status line); None for others."""
+    found = getattr(spec, "found", None)
+    if found is None:
+        return None
+    noun = _FOUND_NOUN.get(getattr(spec, "source", ""), "files")
+    text = f"found {found:,} {noun}"
+    if getattr(spec, "class_names", None):
+        text += f" in {len(spec.class_names)} classes"
+    return text + (f", {spec.skipped:,} skipped" if getattr(spec, "skipped", None) else "")
 
 
 def describe_data(bundle: Any) -> str:
     """`data: 1,920 train, 213 val, 480 test; 4 classes` (short enough
-    for a 60-column terminal)."""
+    for a 60-column terminal), after the `found` line of a folder source."""
     parts = [f"{bundle.num_train:,} train"]
     if getattr(bundle, "num_val", 0):
         parts.append(f"{bundle.num_val:,} val")
@@ -233,4 +170,5 @@ def describe_data(bundle: Any) -> str:
     n = getattr(bundle, "num_classes", None)
     if n and getattr(bundle, "task", None) not in ("regression", None):
         text += f"; {n} classes"
-    return text
+    found = describe_found(getattr(bundle, "spec", None))
+    return f"{found}\n{text}" if found else text
