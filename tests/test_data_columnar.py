@@ -133,3 +133,63 @@ def test_streamed_parquet_ordered_split_holds_out_the_last_rows(tmp_path):
     train = [(x["t"].numpy().ravel(), y.numpy()) for x, y in bundle.train]
     assert sum(len(t) for t, _ in train) == 720 and bundle.spec.class_counts == [240, 240, 240]
     assert all((t.astype(int) % 3 == y).all() for t, y in train)  # labels travel with their rows
+
+
+def _one_error_line(res) -> str:
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    return lines[0]
+
+
+def test_streamed_bad_cell_after_the_sample_ends_the_run_naming_its_line(tmp_path, monkeypatch):
+    import dlcli.data.stream as stream
+    import dlcli.data.table as table
+
+    # Types from the first ~130 rows, 100-row samples, ~130-row blocks: the
+    # bad cell (line 1002) is far past all of them, met only mid-epoch.
+    monkeypatch.setattr(table, "SCHEMA_BYTES", 4096)
+    monkeypatch.setattr(table, "CSV_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(stream, "SAMPLE_ROWS", 100)
+    data = _table(tmp_path / "t.csv", n=1200)
+    cfg = _config(tmp_path, data, ", cache: false, shuffle_buffer: 100", epochs=1)
+    res = runner.invoke(app, ["train", str(cfg), "--output", str(tmp_path / "runs"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    run = next((tmp_path / "runs").rglob("model.keras")).parent
+    kept = {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()}
+    lines = data.read_text().splitlines()
+    lines[1001] = "oops," + lines[1001].split(",", 1)[1]  # the file changed since that run
+    data.write_text("\n".join(lines) + "\n")
+
+    res = runner.invoke(app, ["train", str(cfg), "--output", str(tmp_path / "fresh")])
+    assert res.exit_code == 1
+    line = _one_error_line(res)
+    assert f"{data}:1002: column 'x1' has 'oops'" in line and "no epoch had completed" in line, line
+
+    res = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2"])
+    assert res.exit_code == 1
+    line = _one_error_line(res)
+    assert f"{data}:1002: column 'x1'" in line and "epoch 2" in line and "checkpoint of epoch 1 is kept" in line, line
+    assert {p: p.read_bytes() for p in (run / "checkpoints").rglob("*") if p.is_file()} == kept
+
+
+def test_cache_auto_streams_only_a_file_larger_than_a_quarter_of_free_memory(tmp_path, monkeypatch):
+    import dlcli.data.stream as stream
+    import dlcli.data.tables as tables
+    from dlcli.config import config_from_dict
+    from dlcli.data import load_data
+
+    data = _table(tmp_path / "t.csv", n=300)
+    size = data.stat().st_size
+    cfg = config_from_dict({"data": {"source": "csv", "path": str(data), "target": "label"},  # cache: auto
+                            "model": {"layers": [{"Dense": {"units": 2, "activation": "softmax"}}]}})
+    read = Counter()
+    original = tables.read_table
+    monkeypatch.setattr(tables, "read_table", lambda *a, **k: read.update(["whole file"]) or original(*a, **k))
+    for free, streamed in ((4 * size, False), (4 * size - 1, True)):
+        monkeypatch.setattr(stream, "free_memory", lambda free=free: free)
+        read.clear()
+        bundle = load_data(cfg)
+        notes = " ".join(bundle.notes)
+        assert ("streamed from disk" in notes) is streamed and (read["whole file"] == 0) is streamed, (free, notes)
+        assert bundle.num_train + bundle.num_val + bundle.num_test == 300
+        assert sum(len(y) for _, y in bundle.train) == bundle.num_train

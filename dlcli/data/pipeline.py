@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from dlcli.data._util import cfg_error, did_you_mean
+from dlcli.errors import DlcliError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 _EPOCH: Optional[tf.Variable] = None
+# The dlcli error a pipeline's Python generator raised last (`keeping`).
+_RAISED: list[DlcliError] = []
 
 
 def epoch_variable() -> tf.Variable:
@@ -31,6 +34,30 @@ def epoch_variable() -> tf.Variable:
 def set_epoch(epoch: int) -> None:
     """Make the next iterator of every training pipeline draw `epoch`'s order."""
     epoch_variable().assign(int(epoch))
+
+
+def keeping(rows: Callable[[], Iterator[Any]]) -> Callable[[], Iterator[Any]]:
+    """`rows`, a generator function for `Dataset.from_generator`, that
+    keeps the dlcli error it raises for `raised_error`: TensorFlow reports
+    it to fit as an OpError whose message is the whole traceback."""
+
+    def kept() -> Iterator[Any]:
+        try:
+            yield from rows()
+        except DlcliError as exc:
+            _RAISED[:] = [exc]
+            raise
+
+    return kept
+
+
+def raised_error(exc: BaseException) -> Optional[DlcliError]:
+    """The dlcli error behind `exc` when `exc` is TensorFlow's report of
+    one raised in a `keeping` generator, else None."""
+    if not _RAISED or not isinstance(exc, tf.errors.OpError):
+        return None
+    err = _RAISED.pop()
+    return err if type(err).__name__ in exc.message else None
 
 
 def shuffle_each_epoch(ds: tf.data.Dataset, buffer_size: int, seed: int) -> tf.data.Dataset:

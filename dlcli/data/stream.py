@@ -10,7 +10,10 @@ stays flat however many rows the file has:
 - a row's split is fixed by a hash of (seed, row number): `test_split` of
   the rows are test, `validation_split` of the rest validation (the same
   rows in every pass and every run); `split: ordered` holds out the last
-  rows instead; `validation_path` / `test_path` stream their own files;
+  rows instead; `validation_path` / `test_path` stream their own files.
+  These splits are not stratified (in memory they are, by the first
+  target): each class gets its share of held-out rows only on average, so
+  a rare class may have few or none in a small validation split;
 - training rows are shuffled through a buffer of `data.shuffle_buffer`
   rows, in an order that depends on (seed, epoch) only;
 - column types, gap fills and the adapted preprocessing (FeatureSpace, the
@@ -48,12 +51,17 @@ def streams(cfg: Any, path: Path) -> bool:
     if d.cache is False:
         return True
     if d.cache == "auto":
-        try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):
-            return False
-        return path.stat().st_size * 4 > free
+        free = free_memory()
+        return free is not None and path.stat().st_size * 4 > free
     return False
+
+
+def free_memory() -> Optional[int]:
+    """Bytes of memory free now (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
 
 
 def _uniform(rows: np.ndarray, seed: int) -> np.ndarray:
@@ -206,7 +214,8 @@ def stream_source(cfg: Any, path: Path, features: list[str], groups: dict[str, s
     x, y, w = encode(sample)
     bundle = assemble_table(cfg, spec, plan, {"train": x}, {"train": y}, {"train": w},
                             streams=lambda split: _dataset(src, encode, split, counts[split], (x, y, w)))
-    bundle.notes.append(f"{path.name}: streamed from disk in blocks of {BLOCK_ROWS:,} rows (data.cache: false); "
+    why = "data.cache: false" if d.cache is False else "data.cache: auto, the file is over a quarter of the free memory"
+    bundle.notes.append(f"{path.name}: streamed from disk in blocks of {BLOCK_ROWS:,} rows ({why}); "
                         f"column types, gap fills and preprocessing from the first {sample.num_rows:,} training rows")
     return bundle
 
@@ -255,7 +264,7 @@ def _dataset(src: _Source, encode: _Encoder, split: str, count: int, example: tu
     """The split's batches from disk through `tf.data.Dataset.from_generator`."""
     import tensorflow as tf
 
-    from dlcli.data.pipeline import AUTOTUNE, epoch_variable
+    from dlcli.data.pipeline import AUTOTUNE, epoch_variable, keeping
 
     if not count:
         return None
@@ -273,7 +282,7 @@ def _dataset(src: _Source, encode: _Encoder, split: str, count: int, example: tu
             blocks = _shuffled(blocks, int(d.shuffle_buffer), rng)
         yield from _rebatch(_limited(blocks, count), int(d.batch_size))
 
-    ds = tf.data.Dataset.from_generator(rows, output_signature=signature)
+    ds = tf.data.Dataset.from_generator(keeping(rows), output_signature=signature)
     ds = ds.apply(tf.data.experimental.assert_cardinality(-(-count // int(d.batch_size))))
     return ds.prefetch(AUTOTUNE)
 

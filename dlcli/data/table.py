@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -19,6 +20,10 @@ from dlcli.errors import DataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 MISSING = ("", "na", "nan", "n/a", "null", "none", "?")
+# Bytes of CSV text per block pyarrow parses (one thread a block).
+CSV_BLOCK_BYTES = 1 << 20
+# The first bytes of a CSV whose rows decide its column types.
+SCHEMA_BYTES = 1 << 18
 NULL_VALUES = sorted({v for m in MISSING for v in (m, m.upper(), m.title())})
 
 
@@ -47,7 +52,7 @@ def _csv_options(path: Path, encoding: Optional[str], columns: Optional[Sequence
     import pyarrow.csv as pcsv
 
     enc = _check_encoding(encoding)
-    read = pcsv.ReadOptions(use_threads=True, encoding=enc, block_size=1 << 20)
+    read = pcsv.ReadOptions(use_threads=True, encoding=enc, block_size=CSV_BLOCK_BYTES)
     parse = pcsv.ParseOptions(delimiter=_delimiter(path, enc), newlines_in_values=False)
     convert = pcsv.ConvertOptions(
         null_values=NULL_VALUES, strings_can_be_null=True, include_columns=list(columns) if columns else None,
@@ -184,8 +189,7 @@ def read_schema(path: Path, *, encoding: Optional[str] = None) -> Any:
     import pyarrow.csv as pcsv
 
     read, parse, convert = _csv_options(path, encoding, None)
-    # One small block: the first rows decide the types.
-    read.block_size = 1 << 18
+    read.block_size = SCHEMA_BYTES
     try:
         reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
         first = reader.read_next_batch()
@@ -255,9 +259,36 @@ def iter_batches(path: Path, schema: Any, *, encoding: Optional[str] = None,
 
     types = {n: schema.field(n).type for n in wanted}
     read, parse, convert = _csv_options(path, encoding, wanted, types)
+    done = 0  # rows before the block being read
     try:
         reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
         for batch in reader:
+            done += batch.num_rows
             yield batch
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise _read_error(path, encoding, exc) from None
+        raise _cell_error(path, encoding, exc, done, parse.delimiter) or _read_error(path, encoding, exc) from None
+
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'$")
+
+
+def _cell_error(path: Path, encoding: Optional[str], exc: Exception, done: int, delimiter: str) -> Optional[DataError]:
+    """A cell that does not have its column's type (those of the first
+    rows), found at its line: the first such cell after the `done` rows
+    read before the failing block (pyarrow names only the column)."""
+    import itertools
+
+    m = _CONVERSION.search(str(exc).strip().split("\n", 1)[0])
+    if not m:
+        return None
+    index, kind, value = int(m.group(1)), m.group(2), m.group(3)
+    with open(path, encoding=_check_encoding(encoding), newline="") as f:
+        names = next(csv.reader([f.readline()], delimiter=delimiter))
+        for _ in itertools.islice(f, done):  # one line a row: newlines_in_values is off
+            pass
+        for i, row in enumerate(csv.reader(f, delimiter=delimiter)):
+            if index < len(row) and row[index] == value:
+                what = "a whole number" if kind.startswith(("int", "uint")) else "a number" if kind in ("float", "double") else kind
+                return DataError(f"{path}:{done + i + 2}: column {names[index]!r} has {value!r}, not {what} as in its first rows",
+                                 hint="fix the cell; empty cells and NA are read as gaps")
+    return None

@@ -26,6 +26,9 @@ def raise_failure(exc: BaseException, cfg: Any, spec: Any, folder: RunFolder, re
     """
     import tensorflow as tf
 
+    from dlcli.data.pipeline import raised_error
+
+    exc = raised_error(exc) or exc  # a data error found mid-run, not TensorFlow's wrapping of it
     if isinstance(exc, OSError):
         raise write_error(exc, folder.path) from None
     keras_error = isinstance(exc, (ValueError, TypeError, tf.errors.OpError))
@@ -43,10 +46,12 @@ def raise_failure(exc: BaseException, cfg: Any, spec: Any, folder: RunFolder, re
             }.get(key, "check the last layer's units and activation, the loss, and the input shape"),
         ) from None
     if keras_error or isinstance(exc, DlcliError):
+        done = recorder.checkpointed_epoch
         raise TrainingError(
             f"training failed in epoch {recorder.state.epoch + 1}: {keras_message(exc) if keras_error else exc}; "
-            f"the checkpoint of epoch {recorder.checkpointed_epoch} is kept in {folder.path}",
-            hint=f"fix the cause, then: dlcli train --resume {folder.path}",
+            + (f"the checkpoint of epoch {done} is kept in {folder.path}" if done else
+               f"no epoch had completed, so there is no checkpoint in {folder.path}"),
+            hint=f"fix the cause, then: dlcli train --resume {folder.path}" if done else "fix the cause, then train again",
         ) from None
     raise exc
 
