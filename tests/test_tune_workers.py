@@ -52,13 +52,15 @@ def test_two_workers_finish_the_planned_trials_once_each(write_file, tmp_path):
 
 
 def test_a_killed_worker_loses_only_its_trial_and_the_study_resumes(write_file, tmp_path):
-    cfg = tiny_study(write_file, LR_SPACE, trials=2, epochs=4)
+    # Enough epochs that a trial is still running when the poll below sees
+    # it, even on a busy machine where start-up is slow and epochs fast.
+    cfg = tiny_study(write_file, LR_SPACE, trials=2, epochs=30)
     study = tmp_path / "runs" / "tiny" / "tune"
     proc = dlcli("tune", str(cfg), "-o", "runs", "--heartbeat", "1", cwd=tmp_path)
     deadline = time.time() + 240
     running = []
-    while time.time() < deadline and not running:
-        time.sleep(0.3)
+    while time.time() < deadline and not running and proc.poll() is None:
+        time.sleep(0.1)
         if not (study / "study.db").is_file():
             continue
         try:
@@ -66,7 +68,7 @@ def test_a_killed_worker_loses_only_its_trial_and_the_study_resumes(write_file, 
         except Exception:  # noqa: BLE001 - the study is still being created
             continue
         running = [t for t in trials if t.state.name == "RUNNING" and (study / f"trial-{t.number:03d}").is_dir()]
-    assert running, "no trial started"
+    assert running, f"no running trial seen (exit {proc.poll()}): {proc.stderr.read() if proc.poll() is not None else ''}"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed = running[0]
