@@ -2,9 +2,12 @@
 
 Inputs are read and preprocessed by `dlcli.data.load_inputs` with the
 run's recorded data spec (image size, colour mode, feature order and
-encoding), so a prediction sees exactly what training saw. Batches are read
-in a background thread while the model works on the previous one, and
-results are yielded one input at a time: memory does not grow with the
+encoding), so a prediction sees exactly what training saw. Images go from
+one parallel, prefetching tf.data pipeline (read, decode, resize) straight
+into the model's compiled predict function as tensors, as `model.predict`
+on a tuned tf.data pipeline would; other inputs (CSV blocks, arrays) are
+read in a background thread while the model works on the previous batch.
+Results are yielded one input at a time: memory does not grow with the
 number of inputs.
 """
 
@@ -30,8 +33,9 @@ from dlcli.targets import Target, by_output, class_probabilities, pixel_classes,
 CSV_SUFFIXES = (".csv",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
-# Batches read ahead of the model: enough to hide decoding behind
-# inference without holding many batches of images in memory.
+# Batches of CSV rows or arrays read ahead of the model: enough to hide
+# reading behind inference without holding many batches in memory (image
+# batches are prefetched by their tf.data pipeline).
 _PREFETCH = 2
 
 
@@ -87,7 +91,7 @@ def predict_inputs(
     rm = run if isinstance(run, RunModel) else open_run(run, unsafe=unsafe)
     from dlcli.data import load_inputs
 
-    batches = load_inputs(rm.spec, [str(p) for p in inputs], batch_size)
+    batches = load_inputs(rm.spec, [str(p) for p in inputs], batch_size, tensors=True)
     if save_dir is not None:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
     return PredictionStream(rm, batches, top_k=top_k, save_dir=save_dir)
@@ -115,7 +119,10 @@ class PredictionStream:
         self._targets = targets_of(rm)
         self._heads = [_Head(t, rm, top_k, save_dir) for t in self._targets]
         self._expected = _expected_shape(rm.model)
-        self._batches = _read_ahead(batches, _PREFETCH)
+        # Image batches come from a prefetching tf.data pipeline already: a
+        # Python thread in between would only add a hand-over and the GIL.
+        images = rm.spec.input_kind == "image" and not rm.spec.inputs
+        self._batches = batches if images else _read_ahead(batches, _PREFETCH)
         self._records = self._generate()
         self.fields = self._fields()
 
@@ -232,6 +239,7 @@ class _Head:
 
     def _reconstructions(self, names: list[str], out: np.ndarray, x: Any) -> list[dict[str, Any]]:
         recs = []
+        x = x if isinstance(x, dict) else np.asarray(x)  # an image batch is a tensor
         for i, name in enumerate(names):
             rec: dict[str, Any] = {}
             given = None if isinstance(x, dict) else np.asarray(x[i], np.float64)

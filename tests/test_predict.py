@@ -316,7 +316,7 @@ def test_predictions_stream_without_reading_everything(monkeypatch, runs):
 
     read = []
 
-    def endless(spec, paths, batch_size):
+    def endless(spec, paths, batch_size, **_):
         def batches():
             for i in range(10_000):
                 read.append(i)

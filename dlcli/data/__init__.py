@@ -71,7 +71,7 @@ def load_data(cfg: "Config") -> DataBundle:
 
 
 def load_inputs(
-    spec: "DataSpec | dict", paths: Sequence[str], batch_size: int = 32
+    spec: "DataSpec | dict", paths: Sequence[str], batch_size: int = 32, *, tensors: bool = False
 ) -> Iterator[tuple[list[str], "np.ndarray", list[tuple[str, str]]]]:
     """Yield batches of predict inputs preprocessed exactly as in training.
 
@@ -81,6 +81,9 @@ def load_inputs(
         paths: image files, folders of images (searched recursively, in
             sorted order), CSV files or NPZ / NPY files.
         batch_size: the most samples per yielded batch.
+        tensors: image batches as the decoding pipeline's float32 tensors
+            (what predict hands the model, no copy through numpy); such a
+            batch may hold fewer than `batch_size` samples.
 
     Returns:
         An iterator of `(names, x, errors)`: the names of the samples in `x`
@@ -94,7 +97,7 @@ def load_inputs(
     """
     from dlcli.data.inputs import load_inputs as _load_inputs
 
-    return _load_inputs(spec, paths, batch_size)
+    return _load_inputs(spec, paths, batch_size, tensors=tensors)
 
 
 def make_demo_image_folder(

@@ -5,7 +5,9 @@ a kind of input the model cannot take is an error, nothing half-printed);
 then inputs stream in batches, so memory stays flat however many there are.
 Consecutive image inputs (files and folders) are checked together, then
 read, decoded and preprocessed by one parallel tf.data pipeline, so a
-folder predicts about as fast as a hand-tuned tf.data script would read it.
+folder predicts about as fast as a hand-tuned tf.data script would read it;
+with `tensors=True` its batches stay the pipeline's tensors (no copy into
+numpy and back on the way to the model).
 A bad individual input (a corrupt image, a CSV row with a word in a numeric
 column) becomes an error entry and is skipped.
 """
@@ -26,12 +28,12 @@ _NOT_AN_IMAGE = "not an image file (extension not " + ", ".join(IMAGE_EXTENSIONS
 
 
 class _Block(NamedTuple):
-    """Consecutive inputs decoded together: `x[k]` is `names[k]`'s sample;
-    each error `(k, name, message)` came before `names[k]` (k == len(names):
-    after the last)."""
+    """Consecutive inputs decoded together: `x[k]` is `names[k]`'s sample
+    (`x` an array, or the image pipeline's tensor); each error `(k, name,
+    message)` came before `names[k]` (k == len(names): after the last)."""
 
     names: list[str]
-    x: np.ndarray
+    x: Any
     errors: list[tuple[int, str, str]]
 
 
@@ -43,7 +45,8 @@ def _describe(spec: DataSpec) -> str:
     return " or ".join(r.what for r in readers_for_kind(spec.input_kind)) or "inputs of no known kind"
 
 
-def load_inputs(spec: DataSpec | dict, paths: Sequence[str], batch_size: int = 32) -> Iterator[Batch]:
+def load_inputs(spec: DataSpec | dict, paths: Sequence[str], batch_size: int = 32, *,
+                tensors: bool = False) -> Iterator[Batch]:
     """See `dlcli.data.load_inputs`."""
     spec = DataSpec.read(spec)
     if batch_size < 1:
@@ -72,15 +75,17 @@ def load_inputs(spec: DataSpec | dict, paths: Sequence[str], batch_size: int = 3
         if reader.check:
             reader.function("check")(spec, path)
         plan.append((reader, path))
-    return _batches(_records(spec, plan, batch_size), spec, batch_size)
+    return _batches(_records(spec, plan, batch_size), spec, batch_size, tensors)
 
 
 # ---------------------------------------------------------------- batching
 
-def _batches(items: Iterator[_Item], spec: DataSpec, batch_size: int) -> Iterator[Batch]:
+def _batches(items: Iterator[_Item], spec: DataSpec, batch_size: int, tensors: bool = False) -> Iterator[Batch]:
     """Regroup inputs into batches of `batch_size` samples; an error goes
     with the batch of the next sample after it. A block that starts a batch
-    and fills it passes through as it is (no copy)."""
+    and fills it passes through as it is (no copy). With `tensors`, a
+    batch of the image pipeline passes through as its tensor, even when a
+    file dropped from it leaves it short (samples before it go first)."""
     shape = tuple(spec.input_shape or ())
     names: list[str] = []
     xs: list[np.ndarray] = []
@@ -89,6 +94,15 @@ def _batches(items: Iterator[_Item], spec: DataSpec, batch_size: int) -> Iterato
     for item in items:
         if isinstance(item, _Block):
             block_names, block_x, block_errors = item
+            if hasattr(block_x, "numpy"):  # a tensor of the image pipeline
+                if tensors and len(block_names) <= batch_size:
+                    if count:  # what came before goes first, as a short batch
+                        yield names, _join(xs), errors
+                        names, xs, errors, count = [], [], [], 0
+                    yield block_names, block_x, errors + [err[1:] for err in block_errors]
+                    errors = []
+                    continue
+                block_x = block_x.numpy()
         else:
             name, x, error = item
             if x is None:
@@ -203,7 +217,7 @@ def _decoded_batches(spec: DataSpec, files: list[str], codes: np.ndarray, good: 
     finish = _batch_finisher(spec)
     if finish is not None:
         ds = ds.map(tf.autograph.experimental.do_not_convert(lambda x, i: (finish(x), i)))
-    return iter(ds.prefetch(2))
+    return iter(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk: int) -> Iterator[_Block]:
@@ -244,6 +258,7 @@ def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk:
         plus `lost` (good files missing from the pipeline's output)."""
         nonlocal failed
         if len(lost):
+            x = np.asarray(x)
             alone = {int(i): decode_alone(int(i)) for i in lost}
             kept = {int(i): x[k] for k, i in enumerate(pos)}
             kept.update((i, img) for i, img in alone.items() if img is not None)
@@ -268,7 +283,7 @@ def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk:
                 # Not a decode error (those are dropped above): stop using
                 # the pipeline; what is left is decoded file by file below.
                 break
-            x, pos = x.numpy(), pos.numpy()
+            pos = pos.numpy()
             upto = int(pos[-1]) + 1
             g_upto = int(np.searchsorted(good, upto))
             lost = np.setdiff1d(good[g:g_upto], pos) if g_upto - g != len(pos) else good[:0]
