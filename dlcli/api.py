@@ -11,7 +11,6 @@ imported inside the functions that need them.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -135,12 +134,10 @@ def train(
     cfg = load(config, extra)
     if name:
         cfg.name = name
-    from dlcli.statusline import settle, waiting
+    from dlcli.statusline import starting_tensorflow
 
-    # Importing TensorFlow takes seconds (and holds the interpreter, so the
-    # line is drawn before it starts): a terminal is not left blank.
-    starting = "tensorflow" not in sys.modules
-    with waiting(settle(progress, cfg.train.verbose) if starting else "none", console, "starting TensorFlow", delay=0):
+    # Importing TensorFlow takes seconds: a terminal is not left blank.
+    with starting_tensorflow(progress, console, cfg.train.verbose):
         from dlcli.model.trust import using
         from dlcli.runs import run_locks
         from dlcli.training import train as _train
@@ -270,9 +267,11 @@ def finetune(
         `dlcli.training.TrainResult` of the fine-tune run.
     """
     from dlcli.finetune import finetune as _finetune
-    from dlcli.model.trust import using
-
     from dlcli.runs import run_locks
+    from dlcli.statusline import starting_tensorflow
+
+    with starting_tensorflow(kwargs.get("progress", "auto"), kwargs.get("console")):
+        from dlcli.model.trust import using
 
     resume = kwargs.get("resume")
     with using(unsafe, trust_modules, run_config=Path(resume) if resume is not None else None), run_locks(resume):

@@ -211,3 +211,11 @@ def waiting(mode: str, console: Any = None, what: str = "loading data", delay: f
             yield line
         finally:
             line.close()
+
+
+def starting_tensorflow(progress: str, console: Any = None, verbose: str = "auto") -> Any:
+    """`starting TensorFlow…` on a terminal, drawn at once (the import holds
+    the interpreter for seconds, so a delayed line would come late), while
+    the block imports it; nothing when it is imported already."""
+    first = "tensorflow" not in sys.modules
+    return waiting(settle(progress, verbose) if first else "none", console, "starting TensorFlow", delay=0)
