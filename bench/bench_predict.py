@@ -1,25 +1,31 @@
-"""Images per second of `dlcli predict` against plain Keras scripts.
+"""Predict throughput: dlcli against plain Keras, images and CSV rows.
 
-Generates a folder of images, trains a small convnet run on it (one epoch
-on a few images: the weights do not matter, the work per image does), then
-times, over the same folder:
+Images (always): a generated folder of IMAGES JPEG and PNG files (about
+1.25x the model's input size, +-25%), a small convnet trained by dlcli
+(one epoch on a few images: the weights do not matter, the work per image
+does). In one process, over the same files, each round times:
 
-  keras-loop   a plain script: PIL open + resize, model.predict per batch
-  keras-tfio   the same with tf.io decode + tf.image.resize per file
-  keras-tfdata a tuned plain script: tf.data decode + resize in parallel,
-               batched and prefetched into model.predict
-  dlcli-api    dlcli.prediction.predict_inputs(run, [folder]) (the run's
-               preprocessing, per-file checks, streaming), every result
-               consumed; the run is opened once, outside the timing
-  dlcli-cli    `dlcli predict RUN folder -o out.csv` in a subprocess
+  keras tf.data   a tuned plain-Keras script: tf.data decode + resize in
+                  parallel (AUTOTUNE), batched, prefetched, model.predict
+  keras image_dataset_from_directory
+                  keras.utils.image_dataset_from_directory(labels=None,
+                  shuffle=False) into model.predict
+  dlcli           dlcli.prediction.predict_inputs(run, [folder]): the run's
+                  preprocessing, the per-file pre-flight check, error rows,
+                  every result dict consumed; the run is opened once,
+                  outside the timing, as the scripts load their model once
 
-Steady-state throughput excludes one-off costs (imports, model loading,
-tracing): each in-process method is warmed up on a few batches first and
-the best of --repeats passes is kept. The CLI's fixed start-up cost is its
-wall time on a single image; its throughput is measured on the remaining
-images.
+Every side is warmed up once (tracing, file cache), then the rounds
+interleave the sides (their order rotating), and each ratio is the median
+over rounds of that round's dlcli / Keras images per second (per-pair
+medians, never best-of), in wall time and in CPU time (the process's user
++ system time, all threads), with the 1-minute load average of each round.
+dlcli's probabilities are checked against the tf.data script's once.
 
-    python bench/bench_predict.py --images 3000
+CSV rows (--csv): bench_csv.py's predict case, whole processes: `dlcli
+predict` on a 100,000-row CSV against pandas.read_csv + model.predict.
+
+    python bench/bench_predict.py [--images 2000] [--rounds 5] [--csv] [--quick]
 """
 
 from __future__ import annotations
@@ -27,160 +33,134 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import load_average, machine, median, pair_ratio, table, verdict, write_result  # noqa: E402
+
+TARGET = 0.9
+BASELINES = ("keras tf.data", "keras image_dataset_from_directory")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=3000, help="images in the generated folder (default 3000)")
-    parser.add_argument("--size", type=int, default=64, help="model input height and width (default 64)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes per method; the best counts (default 3)")
-    parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it (default: a temporary one)")
-    args = parser.parse_args(argv)
-
-    work = args.keep or Path(tempfile.mkdtemp(prefix="dlcli-bench-"))
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, help="images in the generated folder (default 2000; --quick 300)")
+    p.add_argument("--size", type=int, default=64, help="model input height and width (default 64)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 5; --quick 2)")
+    p.add_argument("--csv", action="store_true", help="also the CSV predict case (bench_csv.py --predict)")
+    p.add_argument("--csv-rows", type=int, help="rows of the CSV case (default 100,000; --quick 10,000)")
+    p.add_argument("--quick", action="store_true", help="fewer images, rows and rounds")
+    p.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    a = p.parse_args(argv)
+    images = a.images or (300 if a.quick else 2000)
+    rounds = a.rounds or (2 if a.quick else 5)
+    work = a.keep or Path(tempfile.mkdtemp(prefix="dlcli-bench-predict-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(args, work)
+        result: dict[str, Any] = {"machine": machine(), "images": run_images(images, a.size, a.batch_size, rounds, work)}
+        print(report_images(result["images"]))
+        if a.csv:
+            import bench_csv
+
+            rows = a.csv_rows or (10_000 if a.quick else 100_000)
+            result["csv"] = bench_csv.run_predict(rows, rounds, work)
+            print()
+            print(bench_csv.report_predict(result["csv"]))
     finally:
-        if args.keep is None:
+        if a.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+    write_result(a.json, result)
+    return 0
 
 
-def _run(args: argparse.Namespace, work: Path) -> int:
+def run_images(n: int, size: int, bs: int, rounds: int, work: Path) -> dict[str, Any]:
+    """Time the image sides in interleaved rounds (see the module doc)."""
     import numpy as np
 
     from dlcli import api
     from dlcli.data import make_demo_image_folder
 
     folder = work / "images"
-    t = time.perf_counter()
-    make_demo_image_folder(folder, n_per_class=args.images // 2, size=int(args.size * 1.25), corrupt=False)
+    make_demo_image_folder(folder, n_per_class=n // 2, size=int(size * 1.25), corrupt=False)
     files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
-    print(f"{len(files)} images ({args.size * 1.25:.0f}px +-25%, JPEG and PNG) in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    for f in files:  # warm the OS file cache for every method alike
-        Path(f).read_bytes()
+    run = api.train(_config(folder, size), output=work / "runs", progress="none").run_dir
+    sides = _sides(run, folder, files, size, bs)
+    probs = {name: fn() for name, fn in sides.items()}  # warm-up: tracing, file cache
+    by_file = {r["input"]: r["probability"] for r in probs["dlcli"]}
+    np.testing.assert_allclose([by_file[f] for f in files], probs["keras tf.data"].max(axis=1), atol=1e-4)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+    loads = []
+    names = list(sides)
+    for i in range(rounds):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            t, c = time.perf_counter(), time.process_time()
+            got = len(sides[name]())
+            times[name].append((time.perf_counter() - t, time.process_time() - c))
+            if got != len(files):
+                raise RuntimeError(f"{name} predicted {got} of {len(files)} images")
+        loads.append(os.getloadavg()[0])
+    out: dict[str, Any] = {"images": len(files), "size": size, "batch_size": bs, "rounds": rounds,
+                           "load_average_1m": loads, "seconds": {k: [w for w, _ in v] for k, v in times.items()},
+                           "cpu_seconds": {k: [c for _, c in v] for k, v in times.items()}}
+    for base in BASELINES:
+        out[base] = {"ratio": pair_ratio(out["seconds"][base], out["seconds"]["dlcli"]),
+                     "cpu_ratio": pair_ratio(out["cpu_seconds"][base], out["cpu_seconds"]["dlcli"])}
+    return out
 
-    t = time.perf_counter()
-    run = api.train(_config(folder, args.size), output=work / "runs", progress="none").run_dir
-    print(f"trained {run} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
 
+def _sides(run: Path, folder: Path, files: list[str], size: int, bs: int) -> dict[str, Callable[[], Any]]:
+    """Each side as a function predicting every file (its results)."""
     import keras
     import tensorflow as tf
-
-    model = keras.saving.load_model(run / "model.keras")
-    size, bs = (args.size, args.size), args.batch_size
-    warm = files[: 2 * bs]
-
-    def keras_loop(paths: list[str]) -> int:
-        from PIL import Image
-
-        n = 0
-        for i in range(0, len(paths), bs):
-            batch = np.stack([
-                np.asarray(Image.open(p).convert("RGB").resize(size[::-1], Image.BILINEAR), dtype=np.float32)
-                for p in paths[i : i + bs]
-            ])
-            n += len(model.predict(batch, verbose=0))
-        return n
-
-    def keras_tfio(paths: list[str]) -> int:
-        n = 0
-        for i in range(0, len(paths), bs):
-            batch = np.stack([
-                tf.image.resize(tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False), size).numpy()
-                for p in paths[i : i + bs]
-            ])
-            n += len(model.predict(batch, verbose=0))
-        return n
-
-    def keras_tfdata(paths: list[str]) -> int:
-        def load(p):
-            img = tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False)
-            img.set_shape([None, None, 3])
-            return tf.image.resize(img, size)
-
-        ds = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(bs)
-        return len(model.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=0))
 
     from dlcli.model.io import open_run
     from dlcli.prediction import predict_inputs
 
-    # Opened once, like the baselines' model: loading is start-up cost.
-    opened = open_run(run)
+    model = keras.saving.load_model(run / "model.keras")
 
-    def dlcli_api(paths: list[str], inputs: list[str] | None = None) -> int:
-        return sum(1 for r in predict_inputs(opened, inputs or paths, batch_size=bs) if "error" not in r)
+    def load(path):
+        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        img.set_shape([None, None, 3])
+        return tf.image.resize(img, (size, size))
 
-    methods = {
-        "keras-loop": keras_loop,
-        "keras-tfio": keras_tfio,
-        "keras-tfdata": keras_tfdata,
-        "dlcli-api": lambda paths: dlcli_api(paths, [str(folder)]),
-    }
-    for name, fn in methods.items():  # trace every function once
-        fn(warm) if name != "dlcli-api" else dlcli_api(warm)
-    # Passes interleave the methods, so a busy moment on the machine does
-    # not fall on one method only; the best pass of each counts.
-    best = {name: float("inf") for name in methods}
-    for _ in range(args.repeats):
-        for name, fn in methods.items():
-            t = time.perf_counter()
-            n = fn(files)
-            best[name] = min(best[name], time.perf_counter() - t)
-            assert n == len(files), f"{name} predicted {n} of {len(files)} images"
-    rates = {name: len(files) / s for name, s in best.items()}
-    for name, rate in rates.items():
-        print(f"  {name:13s} {rate:8.1f} images/s", file=sys.stderr)
+    def keras_tfdata():
+        ds = tf.data.Dataset.from_tensor_slices(files).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        return model.predict(ds.batch(bs).prefetch(tf.data.AUTOTUNE), verbose=0)
 
-    # dlcli-api's start-up: opening the run (model load) and the first batch.
-    t = time.perf_counter()
-    next(iter(api.predict(run, files[:1])))
-    api_startup = time.perf_counter() - t
+    def keras_directory():
+        ds = keras.utils.image_dataset_from_directory(folder, labels=None, image_size=(size, size), batch_size=bs,
+                                                      shuffle=False, verbose=False)
+        return model.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=0)
 
-    dlcli = [sys.executable, "-m", "dlcli"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    opened = open_run(run)  # loading is start-up cost, as for the scripts' model
 
-    def cli(inputs: list[str]) -> float:
-        t = time.perf_counter()
-        subprocess.run([*dlcli, "predict", str(run), *inputs, "-b", str(bs), "-o", str(work / "out.csv")],
-                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return time.perf_counter() - t
+    def dlcli():
+        return [r for r in predict_inputs(opened, [str(folder)], batch_size=bs) if "error" not in r]
 
-    cli_one = min(cli(files[:1]) for _ in range(2))
-    cli_all = min(cli([str(folder)]) for _ in range(2))
-    work_s = cli_all - cli_one
-    if work_s > 0.2 * cli_all:
-        rates["dlcli-cli"] = (len(files) - 1) / work_s
-        print(f"  {'dlcli-cli':13s} {rates['dlcli-cli']:8.1f} images/s (beyond its start-up)", file=sys.stderr)
-    else:
-        print("  dlcli-cli     start-up time varies more than the work takes: rerun with more --images", file=sys.stderr)
-    t = time.perf_counter()
-    subprocess.run([*dlcli, "--help"], check=True, env=env, stdout=subprocess.DEVNULL)
-    help_s = time.perf_counter() - t
+    return {"keras tf.data": keras_tfdata, "keras image_dataset_from_directory": keras_directory, "dlcli": dlcli}
 
-    print()
-    print(f"images: {len(files)}, input {args.size}x{args.size}x3, batch {bs}, best of {args.repeats}")
-    print(f"{'method':14s} {'images/s':>9s} {'vs keras-loop':>14s} {'vs keras-tfio':>14s} {'vs keras-tfdata':>16s}")
-    for name, rate in rates.items():
-        print(f"{name:14s} {rate:9.1f} {rate / rates['keras-loop']:14.2f} {rate / rates['keras-tfio']:14.2f} {rate / rates['keras-tfdata']:16.2f}")
-    print()
-    print("fixed start-up cost (not in the rates above):")
-    print(f"  dlcli predict, one image, wall time: {cli_one:.2f}s (Python + TensorFlow import, model load, first batch)")
-    print(f"  dlcli --help (no TensorFlow):        {help_s:.2f}s")
-    print(f"  api.predict, first result:           {api_startup:.2f}s (model load and first batch, TensorFlow already imported)")
-    print(f"  dlcli predict on all images, wall:   {cli_all:.2f}s")
-    print()
-    for base in ("keras-loop", "keras-tfio", "keras-tfdata"):
-        print(f"steady-state ratio dlcli-api / {base} = {rates['dlcli-api'] / rates[base]:.2f} (target >= 0.9)")
-    return 0
+
+def report_images(r: dict[str, Any]) -> str:
+    n = r["images"]
+    rows = [[name, f"{n / median(r['seconds'][name]):,.0f}", f"{n / median(r['cpu_seconds'][name]):,.0f}",
+             f"{median(r['seconds'][name]):.2f}", f"{median(r['cpu_seconds'][name]):.2f}"] for name in r["seconds"]]
+    lines = [f"predict {n:,} images (JPEG and PNG) to {r['size']}x{r['size']}x3, batch {r['batch_size']}, one process, "
+             f"{r['rounds']} interleaved rounds, 1-min load average {min(r['load_average_1m']):.1f}-"
+             f"{max(r['load_average_1m']):.1f} ({load_average()})",
+             table(rows, ["side", "images/s", "images/CPU s", "wall s", "CPU s"]), ""]
+    for base in BASELINES:
+        e = r[base]
+        lines.append(f"dlcli / {base} (median of per-round ratios): wall {e['ratio']:.2f}x, CPU {e['cpu_ratio']:.2f}x "
+                     f"(target >= {TARGET}: {verdict(e['ratio'], TARGET)})")
+    return "\n".join(lines)
 
 
 def _config(folder: Path, size: int) -> dict:

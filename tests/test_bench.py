@@ -74,3 +74,15 @@ def test_memory_tiny(tmp_path):
         assert 100 < v["peak_rss_mb"] < 20000
     assert r["ratio"] == pytest.approx(r["sizes"]["60"]["peak_rss_mb"] / r["sizes"]["20"]["peak_rss_mb"])
     assert "peak memory ratio" in text
+
+
+@pytest.mark.slow
+def test_predict_tiny(tmp_path):
+    text, r = _run("bench_predict.py", "--images", "40", "--rounds", "1", tmp_path=tmp_path)
+    img = r["images"]
+    assert img["images"] == 40 and set(img["seconds"]) == {"keras tf.data", "keras image_dataset_from_directory", "dlcli"}
+    assert all(_positive(v) for k in ("seconds", "cpu_seconds") for vs in img[k].values() for v in vs)
+    for base in ("keras tf.data", "keras image_dataset_from_directory"):
+        assert img[base]["ratio"] == pytest.approx(img["seconds"][base][0] / img["seconds"]["dlcli"][0])
+        assert _positive(img[base]["cpu_ratio"])
+    assert "dlcli / keras tf.data" in text and "load average" in text
