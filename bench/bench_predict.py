@@ -71,7 +71,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             import bench_csv
 
             rows = a.csv_rows or (10_000 if a.quick else 100_000)
-            result["csv"] = bench_csv.run_predict(rows, rounds, work)
+            (work / "csv").mkdir(exist_ok=True)  # its own runs/ (it takes the model it finds there)
+            result["csv"] = bench_csv.run_predict(rows, rounds, work / "csv")
             print()
             print(bench_csv.report_predict(result["csv"]))
     finally:

@@ -78,11 +78,12 @@ def test_memory_tiny(tmp_path):
 
 @pytest.mark.slow
 def test_predict_tiny(tmp_path):
-    text, r = _run("bench_predict.py", "--images", "40", "--rounds", "1", tmp_path=tmp_path)
+    text, r = _run("bench_predict.py", "--images", "40", "--rounds", "1", "--csv", "--csv-rows", "2000", tmp_path=tmp_path)
     img = r["images"]
     assert img["images"] == 40 and set(img["seconds"]) == {"keras tf.data", "keras image_dataset_from_directory", "dlcli"}
     assert all(_positive(v) for k in ("seconds", "cpu_seconds") for vs in img[k].values() for v in vs)
     for base in ("keras tf.data", "keras image_dataset_from_directory"):
         assert img[base]["ratio"] == pytest.approx(img["seconds"][base][0] / img["seconds"]["dlcli"][0])
         assert _positive(img[base]["cpu_ratio"])
-    assert "dlcli / keras tf.data" in text and "load average" in text
+    assert r["csv"]["rows"] == 2000 and _positive(r["csv"]["speed_wall"]) and _positive(r["csv"]["speed_cpu"])
+    assert "dlcli / keras tf.data" in text and "load average" in text and "pandas + model.predict" in text
