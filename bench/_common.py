@@ -111,6 +111,33 @@ def run_json(cmd: list[str], *, cwd: Optional[Path] = None, env: Optional[dict] 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def measured(cmd: list[str], *, cwd: Optional[Path] = None, env: Optional[dict] = None) -> tuple[dict[str, float], str]:
+    """Run `cmd` to its end; its wall time, CPU time (user + system) and
+    peak resident memory as the OS counts them (wait4), the 1-minute load
+    average as it ended, and its stdout.
+
+    Raises:
+        RuntimeError: the command failed (its stderr tail attached).
+    """
+    import tempfile
+
+    t = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env or child_env(), stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{stderr[-3000:]}")
+    # Linux counts ru_maxrss in KiB, macOS in bytes.
+    kib = usage.ru_maxrss / 1024 if sys.platform == "darwin" else usage.ru_maxrss
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": kib / 1024,
+            "load_average_1m": os.getloadavg()[0]}, stdout
+
+
 def alternate(repeats: int, sides: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
     """Measure each side `repeats` times, alternating A B A B ..."""
     out: dict[str, list[float]] = {k: [] for k in sides}

@@ -32,7 +32,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, child_env, dlcli_command, machine, median, table, verdict, write_result  # noqa: E402
+from _common import ROOT, child_env, dlcli_command, machine, measured, median, table, verdict, write_result  # noqa: E402
 
 COLS = 20
 LOAD_CHILD = r"""
@@ -108,17 +107,10 @@ def write_csv(path: Path, rows: int, seed: int = 0) -> Path:
 
 
 def child(cmd: list[str], cwd: Optional[Path] = None) -> dict[str, float]:
-    """A child's wall, CPU and peak RSS, measured by the OS (wait4)."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=child_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err = proc.stdout.read(), proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-    res = {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+    """A child's wall, CPU and peak RSS, measured by the OS (wait4), and
+    the figures it prints as its last line (in_*)."""
+    usage, out = measured(cmd, cwd=cwd, env=child_env(PYTHONPATH=str(ROOT)))
+    res = {"wall": usage["wall_s"], "cpu": usage["cpu_s"], "rss_mb": usage["peak_rss_mb"]}
     lines = out.strip().splitlines()
     if lines and lines[-1].startswith("{"):
         res.update({f"in_{k}": v for k, v in json.loads(lines[-1]).items()})

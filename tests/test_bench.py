@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -67,13 +68,17 @@ def test_pipeline_throughput_tiny(tmp_path):
 
 @pytest.mark.slow
 def test_memory_tiny(tmp_path):
-    text, r = _run("bench_memory.py", "--sizes", "20", "60", tmp_path=tmp_path)
-    assert set(r["sizes"]) == {"20", "60"}
+    text, r = _run("bench_memory.py", "--sizes", "20", "60", "--rounds", "2", tmp_path=tmp_path)
+    assert set(r["sizes"]) == {"20", "60"} and r["rounds"] == 2
     for v in r["sizes"].values():
         # A TensorFlow process: hundreds of MiB, not KiB or bytes.
         assert 100 < v["peak_rss_mb"] < 20000
-    assert r["ratio"] == pytest.approx(r["sizes"]["60"]["peak_rss_mb"] / r["sizes"]["20"]["peak_rss_mb"])
-    assert "peak memory ratio" in text
+        assert _positive(v["wall_s"]) and _positive(v["cpu_s"]) and v["cpu_s"] < 20 * v["wall_s"]
+    # The ratio: the median of the rounds' own ratios (sizes interleaved), not a best-of.
+    pairs = [b["peak_rss_mb"] / a["peak_rss_mb"] for a, b in zip(r["runs"]["20"], r["runs"]["60"])]
+    assert len(pairs) == 2 and r["ratios"] == pytest.approx(pairs)
+    assert r["ratio"] == pytest.approx(statistics.median(pairs))
+    assert "peak memory ratio" in text and "load average" in text and "CPU s" in text
 
 
 @pytest.mark.slow
