@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent import futures
 from typing import Any
 
 from dlcli.runs import METRICS_FILE, MODEL_FILE, PLOTS_DIR, atomic_path, atomic_write_json
@@ -39,26 +40,51 @@ def write_results(trainer: Any) -> dict[str, Any]:
         best_epoch=state.best_epoch, best_value=state.best_value,
         restored=restored, restored_monitor=early_stopping_monitor(trainer.user_callbacks), history=state.history,
     )
-    with atomic_path(run_dir / MODEL_FILE) as tmp:
-        model.save(tmp)
-    test_metrics: dict[str, float] = {}
-    if trainer.bundle.test is not None:
-        test_metrics = run_evaluate(model, trainer.strategy, trainer.bundle.test, per_replica_batch=cfg.data.batch_size)
-    write_history(run_dir, state.history)
-    metrics = run_metrics(trainer, test_metrics, record)
-    atomic_write_json(run_dir / METRICS_FILE, metrics)
+    plot = start_history_plot(trainer, record["epoch"])
     try:
-        from dlcli.report import plot_history
-
-        ranges = trainer.phases
-        boundary = ranges[0][1] if len(ranges) > 1 else None
-        plot_history(
-            state.history, run_dir / PLOTS_DIR / "history.png", title=cfg.name, phase_boundary=boundary,
-            model_epoch=record["epoch"],
-        )
-    except ImportError:
-        pass
+        with atomic_path(run_dir / MODEL_FILE) as tmp:
+            model.save(tmp)
+        test_metrics: dict[str, float] = {}
+        if trainer.bundle.test is not None:
+            test_metrics = run_evaluate(model, trainer.strategy, trainer.bundle.test, per_replica_batch=cfg.data.batch_size)
+        write_history(run_dir, state.history)
+        metrics = run_metrics(trainer, test_metrics, record)
+        atomic_write_json(run_dir / METRICS_FILE, metrics)
+    except BaseException:
+        futures.wait([plot])  # nothing keeps writing into the folder once the run has failed
+        raise
+    plot.result()  # history.png is written (or its OSError raised) before the run is marked finished
     return metrics
+
+
+def start_history_plot(trainer: Any, model_epoch: int) -> futures.Future:
+    """Draw plots/history.png in a thread of its own while the model is
+    saved and evaluated (off the run's critical path where a core is
+    free); the PNG is written atomically.
+
+    Returns:
+        A Future whose `result()` is None once the PNG is written (also
+        without matplotlib, when there is none), or raises the OSError
+        that stopped it.
+    """
+    history = {k: list(v) for k, v in trainer.state.history.items()}
+    ranges = trainer.phases
+    path = trainer.folder.path / PLOTS_DIR / "history.png"
+
+    def draw() -> None:
+        try:
+            from dlcli.report import plot_history
+
+            plot_history(history, path, title=trainer.cfg.name, phase_boundary=ranges[0][1] if len(ranges) > 1 else None,
+                         model_epoch=model_epoch)
+        except ImportError:  # no matplotlib: no plot
+            pass
+
+    pool = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlcli-plot")
+    try:
+        return pool.submit(draw)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one job
 
 
 def run_metrics(trainer: Any, test_metrics: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
