@@ -80,7 +80,7 @@ def evaluate_run(
     t1 = time.perf_counter()
     keras_metrics = {k: float(v) for k, v in rm.model.evaluate(ds, verbose=0, return_dict=True).items()}
     targets = targets_of(rm)
-    y_true, y_pred = _collect(rm.model, ds, targets)
+    y_true, y_pred, x = _collect(rm.model, ds, targets)
     data_info["samples"] = int(len(next(iter(y_pred.values()))))
 
     result: dict[str, Any] = {
@@ -102,28 +102,34 @@ def evaluate_run(
         # A read-only run folder still evaluates: the results are shown, not saved.
         result["not_saved"] = f"{json_path.parent} is not writable ({problem}): evaluation.json and plots not saved"
     elif write:
-        result["plots"] = _plots(r, targets, reports, y_true, y_pred, data_info)
+        result["plots"] = _plots(r, targets, reports, (x, y_true, y_pred), data_info, rm.spec.pixel_range)
         result["evaluation_file"] = str(json_path)
         atomic_write_json(json_path, result)
     return result
 
 
-def _plots(r: Run, targets: list[Target], reports: dict, y_true: dict, y_pred: dict, data_info: dict) -> dict[str, str]:
+def _plots(r: Run, targets: list[Target], reports: dict, arrays: tuple, data_info: dict, pixel_range: Any) -> dict[str, str]:
     """A confusion matrix per class output, a predicted-vs-true plot per
-    regression output (named after the output where there are several)."""
+    regression output, sample grids for segmentation and reconstruction
+    outputs (see dlcli.report_targets); named after the output where there
+    are several."""
     from dlcli import report as plot
+    from dlcli.report_targets import target_plots
 
-    _, paths = _output_paths(r)
+    x, y_true, y_pred = arrays
+    _, all_paths = _output_paths(r)
+    caption = f"{data_info['split']}, {data_info['samples']} samples"
     out: dict[str, str] = {}
     for t in targets:
         rep, suffix = reports[t.name], "" if t.name is None else f"_{t.name}"
+        paths = {k: p.with_name(p.name[: -len(".png")] + suffix + ".png") for k, p in all_paths.items()}
         if "confusion_matrix" in rep:
-            title = f"Confusion matrix{' of ' + t.name if t.name else ''} ({data_info['split']}, {data_info['samples']} samples)"
-            path = paths["confusion_matrix"].with_name(paths["confusion_matrix"].stem + suffix + ".png")
-            out["confusion_matrix" + suffix] = str(plot.plot_confusion_matrix(rep["confusion_matrix"], rep["classes"], path, title=title))
+            title = f"Confusion matrix{' of ' + t.name if t.name else ''} ({caption})"
+            out["confusion_matrix" + suffix] = str(plot.plot_confusion_matrix(rep["confusion_matrix"], rep["classes"], paths["confusion_matrix"], title=title))
         if t.kind == "regression":
-            path = paths["regression"].with_name(paths["regression"].stem + suffix + ".png")
-            out["regression" + suffix] = str(plot.plot_regression(y_true[t.name], y_pred[t.name], path))
+            out["regression" + suffix] = str(plot.plot_regression(y_true[t.name], y_pred[t.name], paths["regression"]))
+        pictures = target_plots(t, x, y_true[t.name], y_pred[t.name], paths, caption=caption, pixel_range=pixel_range)
+        out.update({k + suffix: str(p) for k, p in pictures.items()})
     return out
 
 
@@ -230,8 +236,8 @@ def _check_input_shape(spec: DataSpec, rm: RunModel) -> None:
 
 def _label_map(spec: DataSpec, rm: RunModel) -> Optional[np.ndarray]:
     """Index i of the data's classes -> the run's index of that class name."""
-    if rm.task not in ("classification", "binary"):
-        return None
+    if rm.task not in ("classification", "binary") or spec.layout == "masks":
+        return None  # a mask's value is its class, whatever the data names it
     names = [str(n) for n in (spec.class_names or [])]
     run_names = rm.class_names or []
     if not names or names == run_names:
@@ -362,19 +368,29 @@ def _ensure_compiled(rm: RunModel, cfg: Any) -> None:
     compile_model(rm.model, cfg)
 
 
-def _collect(model: Any, ds: Any, targets: list[Target]) -> tuple[dict, dict]:
+def _collect(model: Any, ds: Any, targets: list[Target]) -> tuple[dict, dict, Optional[np.ndarray]]:
     """All labels and model outputs of a dataset in one pass, keyed by
-    target name (None for a model with one output)."""
+    target name (None for a model with one output), and the inputs the
+    pictures need (a single-input model's: the first samples for
+    segmentation, all of them for reconstruction; else None)."""
+    from dlcli.report_targets import SEGMENTATION_SAMPLES
+
+    kinds = {t.kind for t in targets}
+    keep = 10**12 if "reconstruction" in kinds else SEGMENTATION_SAMPLES if "segmentation" in kinds else 0
     ys: dict = {t.name: [] for t in targets}
     ps: dict = {t.name: [] for t in targets}
+    xs: list = []
     for batch in ds:
         x, y = batch[0], batch[1]
         for name, out in by_output(model, model.predict_on_batch(x), targets).items():
             ps[name].append(out)
             ys[name].append(np.asarray(y if name is None else y[name]))
+        if sum(map(len, xs)) < keep and not isinstance(x, (dict, list, tuple)):
+            xs.append(np.asarray(x))
     if not any(ps.values()):
         raise DataError("the evaluation data is empty")
-    return {k: _stack(v) for k, v in ys.items()}, {k: np.concatenate(v) for k, v in ps.items()}
+    inputs = np.concatenate(xs) if xs and len({a.shape[1:] for a in xs}) == 1 else None
+    return {k: _stack(v) for k, v in ys.items()}, {k: np.concatenate(v) for k, v in ps.items()}, inputs
 
 
 def _stack(ys: list[np.ndarray]) -> np.ndarray:
@@ -390,9 +406,10 @@ def _output_paths(r: Run) -> tuple[Path, dict[str, Path]]:
     beside a bare `.keras` file (named after it)."""
     if r.is_folder:
         plots = r.path / PLOTS_DIR
-        return r.path / EVALUATION_FILE, {"confusion_matrix": plots / "confusion_matrix.png", "regression": plots / "regression.png"}
+        return r.path / EVALUATION_FILE, {k: plots / f"{k}.png" for k in _PLOTS}
     stem, parent = r.model_path.stem, r.model_path.parent
-    return parent / f"{stem}.{EVALUATION_FILE}", {
-        "confusion_matrix": parent / f"{stem}.confusion_matrix.png",
-        "regression": parent / f"{stem}.regression.png",
-    }
+    return parent / f"{stem}.{EVALUATION_FILE}", {k: parent / f"{stem}.{k}.png" for k in _PLOTS}
+
+
+# The plots evaluate may write (each file is named after its key).
+_PLOTS = ("confusion_matrix", "regression", "segmentation", "reconstructions", "reconstruction_error")

@@ -58,7 +58,9 @@ def targets_of(rm: Any) -> list[Target]:
     if not outputs:
         shape = [int(d) for d in (rm.model.output_shape[1:] if not isinstance(rm.model.output_shape, list) else [])
                  if d is not None]
-        kind = _kind(rm.task, shape if rm.task not in ("classification", "binary") else [], rm.class_names)
+        # A bare model file: a classifier's output is (classes,), a
+        # segmentation model's (height, width, classes).
+        kind = _kind(rm.task, [] if rm.task in ("classification", "binary") and len(shape) < 2 else shape, rm.class_names)
         return [Target(None, kind, rm.task, rm.class_names, rm.from_logits)]
     if len(outputs) == 1:
         o = outputs[0]
@@ -217,9 +219,15 @@ def reconstruction_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, f
     percentile (where the bad reconstructions are)."""
     t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
     p = np.asarray(y_pred, np.float64).reshape(len(y_pred), -1)
-    per_sample = np.mean((t - p) ** 2, axis=1)
+    per_sample = sample_mse(t, p)
     return {"mse": float(per_sample.mean()), "mae": float(np.mean(np.abs(t - p))),
             "sample_mse_median": float(np.median(per_sample)), "sample_mse_p90": float(np.quantile(per_sample, 0.9))}
+
+
+def sample_mse(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Each sample's mean squared error over all its values, shape (n,)."""
+    t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
+    return np.mean((t - np.asarray(y_pred, np.float64).reshape(len(t), -1)) ** 2, axis=1)
 
 
 def ctc_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

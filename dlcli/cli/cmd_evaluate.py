@@ -59,8 +59,10 @@ def evaluate(
 ) -> None:
     """Metrics of a run on its test split (or --data), with a confusion matrix.
 
-    Also a per-class report; everything is saved as evaluation.json in the
-    run folder.
+    Also a per-class report (classifiers), per-pixel accuracy and IoU per
+    class with sample masks (segmentation), reconstruction error with the
+    best and worst reconstructions (autoencoders); everything is saved as
+    evaluation.json and plots/ in the run folder.
 
     Example: dlcli evaluate runs/cnn_digits/1
     """
@@ -204,11 +206,18 @@ def _show_evaluation(result: dict[str, Any]) -> None:
     table.add_column("value", justify="right")
     for k, v in result["metrics"].items():
         table.add_row(k, f"{v:.4f}")
-    for section in ("regression", "ctc"):
+    for section in ("regression", "ctc", "reconstruction", "segmentation"):
         for k, v in (result.get(section) or {}).items():
-            if k != "samples":
-                table.add_row(k, f"{v:.4f}")
+            if k not in ("samples", "pixels", "per_class"):
+                table.add_row(f"{section} {k}" if k in result["metrics"] else k, f"{v:.4f}")
     out_console.print(table)
+    if (result.get("segmentation") or {}).get("per_class"):
+        iou = Table(title="per class", title_justify="left")
+        for col in ("class", "IoU", "pixels"):
+            iou.add_column(col, justify="left" if col == "class" else "right")
+        for row in result["segmentation"]["per_class"]:
+            iou.add_row(str(row["class"]), "-" if row["iou"] is None else f"{row['iou']:.3f}", str(row["pixels"]))
+        out_console.print(iou)
     if result.get("per_class"):
         per = Table(title="per class", title_justify="left")
         for col in ("class", "precision", "recall", "f1", "support"):

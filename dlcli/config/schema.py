@@ -60,7 +60,7 @@ class DataConfig(_Section):
     cache: Union[bool, Literal["auto"]] = Field("auto", description="Cache decoded samples in memory: true, false, or auto (in-memory sources only). csv / parquet with false: stream the file in blocks (flat memory for files larger than memory).")
     augment: list[Entry] = Field(default_factory=list, description="Keras preprocessing layers applied to training batches only, e.g. [RandomFlip: {mode: horizontal}].")
     limit: Optional[int] = Field(None, ge=1, description="Use at most this many training samples (quick experiments).")
-    classes: Optional[list[Union[int, str]]] = Field(None, description="Keep only these classes (labels re-indexed in this order).")
+    classes: Optional[list[Union[int, str]]] = Field(None, description="Keep only these classes (labels re-indexed in this order). With masks: the names of the mask values 0, 1, 2, ... in order (default: the mask folder's classes.txt, one name per line, else the values).")
     samples_per_class: Optional[int] = Field(None, ge=1, description="Keep at most this many training samples per class (few-shot experiments).")
     masks: Optional[str] = Field(None, description="image_dir: a folder of per-pixel class masks (PNG, pixel value = class index), matched to the images by file stem; the target of a segmentation model.")
     strict: bool = Field(False, description="image_dir: corrupt or non-image files are an error instead of being skipped.")

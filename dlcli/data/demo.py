@@ -130,7 +130,8 @@ def make_demo_image_folder(
 def make_demo_shapes(path: Union[str, Path], n: int = 128, size: int = 32, seed: int = 0) -> dict:
     """`path/images/` and `path/masks/` for segmentation: each image holds
     a disc (class 1) and a square (class 2) on a noisy background (0); its
-    mask PNG (same stem) holds those class indices."""
+    mask PNG (same stem) holds those class indices; `masks/classes.txt`
+    names them."""
     from PIL import Image
 
     root, rng = Path(path), np.random.default_rng(seed)
@@ -153,7 +154,9 @@ def make_demo_shapes(path: Union[str, Path], n: int = 128, size: int = 32, seed:
         mask[disc], mask[square] = 1, 2
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / f"shape_{i:04d}.png")
         Image.fromarray(mask).save(root / "masks" / f"shape_{i:04d}.png")
-    return {"path": str(root), "images": n, "classes": ["background", "disc", "square"]}
+    names = ["background", "disc", "square"]
+    (root / "masks" / "classes.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    return {"path": str(root), "images": n, "classes": names}
 
 
 _WORDS = {

@@ -5,7 +5,11 @@ architecture" example feeds Oxford-IIIT Pets).
 `data.path` holds the images (searched recursively), `data.masks` the
 masks; an image and its mask share a file stem (`cat_1.jpg`,
 `cat_1.png`). A mask pixel's value is its class index (0, 1, 2, ...); the
-class count is the largest value seen plus one. Images and masks are
+class count is the largest value seen plus one, or the number of class
+names. The classes are named by `data.classes` (a list: the names of
+values 0, 1, 2, ... in order), else by a `classes.txt` in the mask folder
+(one name per line, as YOLO / LabelImg write it), else 0, 1, 2, ....
+Images and masks are
 resized to `image_size` (masks with nearest-neighbour, so classes stay
 whole); the target of an image is its mask, shape (height, width, 1), for
 `sparse_categorical_crossentropy` on a (height, width, classes) output.
@@ -46,13 +50,43 @@ def _pairs(cfg: Any, root: Path, mask_root: Path, notes: list[str]) -> tuple[lis
     return paired, [masks[Path(f).stem] for f in paired]
 
 
+# The names file a mask folder may hold (YOLO's / LabelImg's name for it).
+CLASS_NAMES_FILE = "classes.txt"
+
+
+def _class_names(cfg: Any, mask_root: Path, seen: int) -> list[str]:
+    """The classes' names: `data.classes`, else the mask folder's
+    classes.txt, else the values 0 .. max(1, seen - 1) as strings. `seen`
+    is the largest mask value plus one; every value must have a name."""
+    given, where = cfg.data.classes, "data.classes"
+    names_file = mask_root / CLASS_NAMES_FILE
+    if not given and names_file.is_file():
+        given = [line.strip() for line in names_file.read_text(encoding="utf-8", errors="replace").splitlines()]
+        given, where = [n for n in given if n], str(names_file)
+    if not given:
+        return [str(k) for k in range(max(2, seen))]
+    names = [str(n) for n in given]
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    problem = (f"names class {twice!r} twice" if twice is not None
+               else f"names {len(names)} class(es) but the masks hold values up to {seen - 1}" if len(names) < seen
+               else "names one class; a segmentation model needs at least two" if len(names) < 2 else None)
+    if problem is None:
+        return names
+    hint = "name the mask values 0, 1, 2, ... in order, once each"
+    if where == "data.classes":
+        raise cfg_error(cfg, where, f"data.classes {problem}", hint=hint)
+    raise DataError(f"{where} {problem}", hint=hint)
+
+
 def segmentation_source(cfg: Any) -> DataBundle:
     """See the module docstring.
 
     Raises:
         ConfigError: a missing folder, `data.augment` (it would move the
-            image but not its mask), `data.classes`.
-        DataError: no image with a mask, unreadable files with `strict`.
+            image but not its mask), `data.classes` naming fewer classes than
+            the masks hold, or a name twice.
+        DataError: no image with a mask, unreadable files with `strict`, a
+            `classes.txt` like that.
     """
     import tensorflow as tf
 
@@ -62,7 +96,7 @@ def segmentation_source(cfg: Any) -> DataBundle:
     d, seed = cfg.data, int(cfg.seed)
     root, image_size = image_folder(cfg)
     mask_root, _ = image_folder(cfg, "data.masks")
-    for key in ("augment", "classes", "samples_per_class"):
+    for key in ("augment", "samples_per_class"):
         if getattr(d, key):
             raise cfg_error(cfg, f"data.{key}", f"data.{key} does not work with masks"
                             + (": put augmentation layers in the model" if key == "augment" else ""))
@@ -76,7 +110,8 @@ def segmentation_source(cfg: Any) -> DataBundle:
     ok = (codes[: len(images)] >= 0) & (codes[len(images):] >= 0)
     images, masks = np.asarray(images, object)[ok], np.asarray(masks, object)[ok]
     image_codes = codes[: len(ok)][ok]
-    num_classes = max(2, 1 + max(int(np.asarray(Image.open(m)).max()) for m in masks))
+    names = _class_names(cfg, mask_root, 1 + max(int(np.asarray(Image.open(m)).max()) for m in masks))
+    num_classes = len(names)
 
     channels = 1 if d.color_mode == "grayscale" else 3
     decode = make_decoder(image_size, channels)
@@ -102,7 +137,6 @@ def segmentation_source(cfg: Any) -> DataBundle:
     train, val = kept[part], kept[val]
     input_shape = (size[0], size[1], channels)
     shape = [size[0], size[1], 1]
-    names = [str(k) for k in range(num_classes)]
     spec = DataSpec(
         source="image_dir", task="classification", label_mode="int", class_names=names, num_classes=num_classes,
         input_kind="image", input_shape=list(input_shape), image_size=list(size), color_mode=d.color_mode,
