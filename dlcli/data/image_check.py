@@ -7,6 +7,12 @@ end-of-image marker; PNG: every chunk's CRC and the start of its pixel
 data; GIF / BMP: Pillow), in a thread pool. A header
 that claims more pixels than `MAX_PIXELS` (a decompression bomb, or a
 damaged header) fails too: decoding it would exhaust memory mid-run.
+
+Training needs the whole walk: a file that fails to decode mid-epoch
+would stop the run. Predict does not (`quick=True`): its pipeline drops
+a file that fails to decode and names it in its own row, so only the
+headers are read there (format, size, decoder code), and the full walk
+runs on the few files the decoder dropped, to say why.
 """
 
 from __future__ import annotations
@@ -196,6 +202,46 @@ def _png_size(f) -> tuple[int, int]:
             return size
 
 
+def _jpeg_header_size(data: bytes) -> Optional[tuple[int, int]]:
+    """(height, width) from a JPEG's frame header, walking only the
+    segments before it; None when it is not in `data` (read the whole
+    file)."""
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            raise _Bad("corrupt JPEG (no marker where one should be)")
+        while pos < end and data[pos] == 0xFF:
+            pos += 1
+        if pos + 3 > end:
+            return None
+        code, length = data[pos], int.from_bytes(data[pos + 1 : pos + 3], "big")
+        pos += 1
+        if code == 0x01 or 0xD0 <= code <= 0xD8:
+            continue
+        if code in (0xD9, 0xDA):
+            raise _Bad("corrupt JPEG (no frame header)" if code == 0xD9 else
+                       "corrupt JPEG (image data before its frame header)")
+        if length < 2:
+            raise _Bad("corrupt JPEG (bad segment length)")
+        if 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):
+            if pos + length > end:
+                return None
+            return _jpeg_frame(data[pos + 2 : pos + length], code)[0]
+        pos += length
+    return None
+
+
+def _png_header_size(f) -> tuple[int, int]:
+    """(height, width) from a PNG's header chunk alone."""
+    f.seek(8)
+    head = f.read(25)
+    if len(head) < 25 or head[4:8] != b"IHDR" or int.from_bytes(head[:4], "big") != 13:
+        raise _Bad("corrupt PNG (no header chunk)")
+    if zlib.crc32(head[4:21]) != int.from_bytes(head[21:25], "big"):
+        raise _Bad("corrupt PNG (bad checksum in a IHDR chunk)")
+    return int.from_bytes(head[12:16], "big"), int.from_bytes(head[8:12], "big")
+
+
 def _pillow_size(f, fmt: str) -> tuple[int, int]:
     """(height, width) of a GIF or BMP, as Pillow parses and verifies it."""
     from PIL import Image
@@ -212,7 +258,7 @@ def _pillow_size(f, fmt: str) -> tuple[int, int]:
     return height, width
 
 
-def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Optional[int], str]:
+def check_image(path: str, target: Optional[Sequence[int]] = None, quick: bool = False) -> tuple[Optional[int], str]:
     """Check that a file is an image TensorFlow can decode, cheaply.
 
     JPEG: every marker and segment to the end-of-image marker, and the
@@ -225,6 +271,8 @@ def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Opti
         path: the file.
         target: the (height, width) it will be resized to; a JPEG at least
             twice as large gets a code that decodes it scaled down.
+        quick: JPEG and PNG: read the headers only (format, size, code),
+            for a caller that handles files failing to decode itself.
 
     Returns:
         (decoder code, "") for a good file, or (None, what is wrong).
@@ -240,9 +288,13 @@ def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Opti
             size = f.seek(0, os.SEEK_END)
             if fmt == "jpeg":
                 f.seek(0)
-                height, width = _jpeg_walk(f.read())
+                found = _jpeg_header_size(f.read(1 << 16)) if quick else None
+                if found is None:
+                    f.seek(0)
+                    found = _jpeg_walk(f.read())
+                height, width = found
             elif fmt == "png":
-                height, width = _png_size(f)
+                height, width = _png_header_size(f) if quick else _png_size(f)
             elif fmt == "gif":
                 f.seek(size - 1)
                 if f.read(1) != b";":
@@ -273,10 +325,11 @@ def check_image(path: str, target: Optional[Sequence[int]] = None) -> tuple[Opti
 
 
 def check_images(
-    paths: Sequence[str], target: Optional[Sequence[int]] = None, workers: Optional[int] = None
+    paths: Sequence[str], target: Optional[Sequence[int]] = None, workers: Optional[int] = None,
+    quick: bool = False,
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Run `check_image` over many files (to be resized to `target`) in a
-    thread pool.
+    """Run `check_image` over many files (to be resized to `target`;
+    headers only if `quick`) in a thread pool.
 
     Returns:
         An int32 array of decoder codes (-1 for a bad file) and the
@@ -289,7 +342,7 @@ def check_images(
     # Mostly file I/O (the GIL is released while reading); threads hide
     # the latency of cold caches and network file systems.
     workers = workers or min(32, 4 * (os.cpu_count() or 1))
-    check = functools.partial(check_image, target=target)
+    check = functools.partial(check_image, target=target, quick=quick)
     # One task per block of files: a thread pool ignores map's chunksize,
     # and a task per file doubles the cost of the check.
     block = 64

@@ -195,7 +195,10 @@ def _checked(spec: DataSpec, files: list[str], skip: dict[int, str]) -> tuple[np
     reasons: dict[int, str] = dict(skip)
     codes = np.full(n, -1, np.int32)
     check = np.array([i for i in range(n) if i not in skip], np.int64) if skip else np.arange(n)
-    codes[check], bad = check_images([files[i] for i in check] if skip else files, target=_image_shape(spec)[:2])
+    # Headers only: a file that fails to decode is dropped by the pipeline
+    # and then checked in full, alone, to say why (see _image_blocks).
+    codes[check], bad = check_images([files[i] for i in check] if skip else files, target=_image_shape(spec)[:2],
+                                     quick=True)
     if bad:
         why = dict(bad)
         for i in check[codes[check] < 0]:
@@ -249,7 +252,10 @@ def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk:
         try:
             img = decode_one(tf.constant(files[i]), tf.constant(codes[i], tf.int32)).numpy()
         except tf.errors.OpError as exc:
-            reasons[i] = f"cannot decode ({_op_reason(exc.message)[:200]})"
+            from dlcli.data.images import check_image
+
+            why = check_image(files[i])[1]  # the full walk names what is wrong, where it can
+            reasons[i] = why or f"cannot decode ({_op_reason(exc.message)[:200]})"
             return None
         return _finish_image(spec, img)
 
