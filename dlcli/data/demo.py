@@ -149,8 +149,8 @@ def make_demo_shapes(path: Union[str, Path], n: int = 128, size: int = 32, seed:
         square = np.zeros_like(disc)
         square[y0:y0 + side, x0:x0 + side] = True
         square &= ~disc
-        img[disc] = _colour(rng, (0.95, 1.1)) * 255
-        img[square] = _colour(rng, (0.5, 0.65)) * 255
+        img[disc] = _colour(rng, (0.95, 1.1))
+        img[square] = _colour(rng, (0.5, 0.65))
         mask[disc], mask[square] = 1, 2
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / f"shape_{i:04d}.png")
         Image.fromarray(mask).save(root / "masks" / f"shape_{i:04d}.png")
