@@ -223,6 +223,14 @@ def _decoded_batches(spec: DataSpec, files: list[str], codes: np.ndarray, good: 
     return iter(ds.prefetch(tf.data.AUTOTUNE))
 
 
+def _undecodable(path: str, message: str) -> str:
+    """Why a file the decoder dropped is not an image: the full check's
+    words where it finds what is wrong, else the decoder's."""
+    from dlcli.data.images import check_image
+
+    return check_image(path)[1] or f"cannot decode ({_op_reason(message)[:200]})"
+
+
 def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk: int) -> Iterator[_Block]:
     """Check, then decode, a run of image files as blocks of `chunk`.
 
@@ -252,10 +260,7 @@ def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk:
         try:
             img = decode_one(tf.constant(files[i]), tf.constant(codes[i], tf.int32)).numpy()
         except tf.errors.OpError as exc:
-            from dlcli.data.images import check_image
-
-            why = check_image(files[i])[1]  # the full walk names what is wrong, where it can
-            reasons[i] = why or f"cannot decode ({_op_reason(exc.message)[:200]})"
+            reasons[i] = _undecodable(files[i], exc.message)
             return None
         return _finish_image(spec, img)
 
