@@ -37,6 +37,10 @@ def _curve_names(history: dict[str, list[float]]) -> list[str]:
 def _integer_epochs(ax: Any) -> None:
     from matplotlib.ticker import MaxNLocator
 
+    lo, hi = ax.get_xlim()
+    if hi - lo < 2:  # one or two epochs: autoscale leaves a span under 1, ticked in fractions
+        mid = round((lo + hi) / 2)
+        ax.set_xlim(mid - 1, mid + 1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
