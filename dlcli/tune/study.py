@@ -16,6 +16,7 @@ next worker to look fails and re-queues with the same parameters
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,7 @@ def open_storage(spec: StudySpec) -> Any:
     """The study's RDB storage, with heartbeats and stale-trial retries."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     quiet_optuna()
     kwargs: dict[str, Any] = {}
@@ -143,13 +144,21 @@ def open_storage(spec: StudySpec) -> Any:
         # than fail at once.
         kwargs = {"connect_args": {"timeout": 60}}
     try:
-        return RDBStorage(
-            spec.storage_url,
-            engine_kwargs=kwargs,
-            heartbeat_interval=spec.heartbeat,
-            grace_period=3 * spec.heartbeat,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-        )
+        for attempt in range(5):
+            try:
+                return RDBStorage(
+                    spec.storage_url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=spec.heartbeat,
+                    grace_period=3 * spec.heartbeat,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+                )
+            except OperationalError as exc:
+                # Another worker created the new database's tables at the
+                # same moment: they exist now, so opening again succeeds.
+                if "already exists" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except (ImportError, ValueError, optuna.exceptions.StorageInternalError, SQLAlchemyError) as exc:
         raise ConfigError(
             f"cannot open the study storage {spec.storage_url}: {' '.join(str(exc).split())}",
