@@ -183,9 +183,9 @@ def _png_size(f) -> tuple[int, int]:
         data = f.read(length)
         crc = f.read(4)
         if len(data) < length or len(crc) < 4:
-            raise _Bad(f"truncated PNG (in a {kind.decode('latin-1')} chunk)")
+            raise _Bad(f"truncated PNG (in its {kind.decode('latin-1')} chunk)")
         if zlib.crc32(kind + data) != int.from_bytes(crc, "big"):
-            raise _Bad(f"corrupt PNG (bad checksum in a {kind.decode('latin-1')} chunk)")
+            raise _Bad(f"corrupt PNG (bad checksum in its {kind.decode('latin-1')} chunk)")
         if size is None:
             if kind != b"IHDR" or length < 8:
                 raise _Bad("corrupt PNG (no header chunk)")
@@ -238,7 +238,7 @@ def _png_header_size(f) -> tuple[int, int]:
     if len(head) < 25 or head[4:8] != b"IHDR" or int.from_bytes(head[:4], "big") != 13:
         raise _Bad("corrupt PNG (no header chunk)")
     if zlib.crc32(head[4:21]) != int.from_bytes(head[21:25], "big"):
-        raise _Bad("corrupt PNG (bad checksum in a IHDR chunk)")
+        raise _Bad("corrupt PNG (bad checksum in its IHDR chunk)")
     return int.from_bytes(head[12:16], "big"), int.from_bytes(head[8:12], "big")
 
 
