@@ -231,10 +231,9 @@ def _jpeg_header_size(data: bytes) -> Optional[tuple[int, int]]:
     return None
 
 
-def _png_header_size(f) -> tuple[int, int]:
-    """(height, width) from a PNG's header chunk alone."""
-    f.seek(8)
-    head = f.read(25)
+def _png_header_size(head: bytes) -> tuple[int, int]:
+    """(height, width) from a PNG's header chunk alone (the 25 bytes after
+    the signature)."""
     if len(head) < 25 or head[4:8] != b"IHDR" or int.from_bytes(head[:4], "big") != 13:
         raise _Bad("corrupt PNG (no header chunk)")
     if zlib.crc32(head[4:21]) != int.from_bytes(head[21:25], "big"):
@@ -278,37 +277,66 @@ def check_image(path: str, target: Optional[Sequence[int]] = None, quick: bool =
         (decoder code, "") for a good file, or (None, what is wrong).
     """
     try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-            if not head:
-                return None, "empty file"
-            fmt = sniff_format(head)
-            if fmt is None:
-                return None, "not a JPEG, PNG, GIF or BMP image"
-            size = f.seek(0, os.SEEK_END)
-            if fmt == "jpeg":
-                f.seek(0)
-                found = _jpeg_header_size(f.read(1 << 16)) if quick else None
-                if found is None:
-                    f.seek(0)
-                    found = _jpeg_walk(f.read())
-                height, width = found
-            elif fmt == "png":
-                height, width = _png_header_size(f) if quick else _png_size(f)
-            elif fmt == "gif":
-                f.seek(size - 1)
-                if f.read(1) != b";":
-                    return None, "truncated GIF (no trailer)"
-                height, width = _pillow_size(f, fmt)
-            else:
-                declared = int.from_bytes(head[2:6], "little")
-                if declared and size < declared:
-                    return None, f"truncated BMP ({size} of {declared} bytes)"
-                height, width = _pillow_size(f, fmt)
+        found = _quick_size(path) if quick else None
+        if found is not None:
+            fmt, (height, width) = found
+        else:
+            fmt, (height, width) = _walked_size(path)
     except _Bad as exc:
         return None, str(exc)
     except OSError as exc:
         return None, f"unreadable ({exc.strerror or exc})"
+    return _code(fmt, height, width, target)
+
+
+def _quick_size(path: str) -> Optional[tuple[str, tuple[int, int]]]:
+    """(format, (height, width)) of a JPEG or PNG from its first 64 KiB,
+    in one read of the raw file; None for what needs the walk (a JPEG frame
+    header further in, other formats, an empty file)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        data = os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+    fmt = sniff_format(data[:16])
+    if fmt == "jpeg":
+        found = _jpeg_header_size(data)
+        return None if found is None else (fmt, found)
+    if fmt == "png":
+        return fmt, _png_header_size(data[8:33])
+    return None
+
+
+def _walked_size(path: str) -> tuple[Optional[str], tuple[int, int]]:
+    """(format, (height, width)) of a file, its structure walked (see
+    `check_image`). Raises _Bad for what is wrong with it."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        if not head:
+            raise _Bad("empty file")
+        fmt = sniff_format(head)
+        if fmt is None:
+            raise _Bad("not a JPEG, PNG, GIF or BMP image")
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
+        if fmt == "jpeg":
+            return fmt, _jpeg_walk(f.read())
+        if fmt == "png":
+            return fmt, _png_size(f)
+        if fmt == "gif":
+            f.seek(size - 1)
+            if f.read(1) != b";":
+                raise _Bad("truncated GIF (no trailer)")
+            return fmt, _pillow_size(f, fmt)
+        declared = int.from_bytes(head[2:6], "little")
+        if declared and size < declared:
+            raise _Bad(f"truncated BMP ({size} of {declared} bytes)")
+        return fmt, _pillow_size(f, fmt)
+
+
+def _code(fmt: str, height: int, width: int, target: Optional[Sequence[int]]) -> tuple[Optional[int], str]:
+    """The decoder code of a well-formed image of this size, or (None, why)
+    for one with no pixels or too many."""
     if width < 1 or height < 1:
         return None, "image has no pixels"
     if width * height > MAX_PIXELS:

@@ -180,7 +180,15 @@ def list_image_folder(root: Path, wanted: Optional[Callable[[list[str]], list[in
 
 # --------------------------------------------------------------- decoding
 
-def make_decoder(image_size: Sequence[int], channels: int) -> Callable:
+def flat_decodable(codes: Any, channels: int) -> bool:
+    """Whether every file of `codes` decodes with TensorFlow's one
+    `decode_image` kernel: JPEGs at full scale and PNGs (and, in RGB, GIF and
+    BMP), so the decoder needs no per-file branch."""
+    flat = {JPEG, PNG} | ({OTHER} if channels == 3 else set())
+    return set(np.unique(np.asarray(codes, np.int64)).tolist()) <= flat
+
+
+def make_decoder(image_size: Sequence[int], channels: int, codes: Any = None) -> Callable:
     """A TensorFlow function `(path, code) -> float32 (H, W, channels)`.
 
     `code` (from the pre-flight check) picks the decoder: JPEG and PNG
@@ -189,10 +197,24 @@ def make_decoder(image_size: Sequence[int], channels: int) -> Callable:
     decode as RGB, as TensorFlow requires, then convert to grayscale when
     asked. Then a bilinear resize, as `keras.utils.image_dataset_from_
     directory` does. Training and predict share this function.
+
+    With `codes` (those of every file the function will see) that need no
+    branch (`flat_decodable`), one `decode_image` kernel reads them all: the
+    same pixels, without a `switch_case` per file (about a fifth of a small
+    image's decode time in tf.data, and a smaller graph to trace).
     """
     import tensorflow as tf
 
     height, width = int(image_size[0]), int(image_size[1])
+
+    def resized(img):
+        img.set_shape([None, None, channels])
+        img = tf.image.resize(img, (height, width))
+        img.set_shape([height, width, channels])
+        return img
+
+    def decode_flat(path, code):
+        return resized(tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False))
 
     def decode(path, code):
         data = tf.io.read_file(path)
@@ -208,15 +230,12 @@ def make_decoder(image_size: Sequence[int], channels: int) -> Callable:
             return tf.image.rgb_to_grayscale(img) if channels == 1 else img
 
         branches = [jpeg(r) for r in JPEG_SCALES] + [png, other]
-        img = tf.switch_case(tf.cast(code, tf.int32), branches)
-        img.set_shape([None, None, channels])
-        img = tf.image.resize(img, (height, width))
-        img.set_shape([height, width, channels])
-        return img
+        return resized(tf.switch_case(tf.cast(code, tf.int32), branches))
 
     # Nothing here branches in Python on tensors, and autograph's rewrite of
     # this function costs seconds per pipeline.
-    return tf.autograph.experimental.do_not_convert(decode)
+    flat = codes is not None and flat_decodable(codes, channels)
+    return tf.autograph.experimental.do_not_convert(decode_flat if flat else decode)
 
 
 def image_dataset(
@@ -425,7 +444,7 @@ def image_dir_source(cfg: Any) -> DataBundle:
     scanning.step("building the input pipeline")
     train, val, test = _train_val_test(d, seed, splits)
 
-    decode = make_decoder(image_size, channels)
+    decode = make_decoder(image_size, channels, np.concatenate([np.zeros(0, np.int32)] + [c for _, c, _ in splits.values()]))
     augment = build_augmenter(cfg)
     cache = d.cache is True
 

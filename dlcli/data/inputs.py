@@ -168,17 +168,19 @@ def _records(spec: DataSpec, plan: list[tuple[Reader, Path]], batch_size: int) -
 _DECODERS: dict[tuple, Any] = {}
 
 
-def _decoder(spec: DataSpec):
-    """The training decoder for this spec, wrapped in one tf.function."""
+def _decoder(spec: DataSpec, codes: np.ndarray):
+    """The training decoder for this spec and these files' codes, and the
+    same wrapped in one tf.function."""
     import tensorflow as tf
 
-    from dlcli.data.images import make_decoder
+    from dlcli.data.images import flat_decodable, make_decoder
 
     size = tuple(spec.image_size or spec.input_shape[:2])
     channels = 1 if spec.color_mode == "grayscale" else 3
-    key = (size, channels)
+    flat = flat_decodable(codes, channels)
+    key = (size, channels, flat)
     if key not in _DECODERS:
-        decode = make_decoder(size, channels)
+        decode = make_decoder(size, channels, codes if flat else None)
         _DECODERS[key] = (
             decode,
             tf.function(decode, input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)]),
@@ -254,7 +256,7 @@ def _image_blocks(spec: DataSpec, files: list[str], skip: dict[int, str], chunk:
     codes, reasons = _checked(spec, files, skip)
     good = np.flatnonzero(codes >= 0)
     failed = np.flatnonzero(codes < 0)  # sorted run positions of error entries
-    decode, decode_one = _decoder(spec)
+    decode, decode_one = _decoder(spec, codes[good])
 
     def decode_alone(i: int) -> Optional[np.ndarray]:
         try:

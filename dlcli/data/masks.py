@@ -114,7 +114,7 @@ def segmentation_source(cfg: Any) -> DataBundle:
     num_classes = len(names)
 
     channels = 1 if d.color_mode == "grayscale" else 3
-    decode = make_decoder(image_size, channels)
+    decode = make_decoder(image_size, channels, image_codes)
     size = (int(image_size[0]), int(image_size[1]))
 
     def load(path, code, mask_path):
