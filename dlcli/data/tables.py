@@ -210,6 +210,11 @@ def column_arrays(table: Any, columns: list[Column]) -> dict[str, np.ndarray]:
     """{column: (rows, 1) array} of the model's raw inputs, gaps filled."""
     import pyarrow.compute as pc
 
+    # A table's columns in one chunk each (one Arrow concatenation), then
+    # each column is a view of it: faster than copying the reader's blocks
+    # one by one into numpy. (A streamed record batch is one chunk.)
+    if hasattr(table, "combine_chunks"):
+        table = table.select(list(dict.fromkeys(c.name for c in columns))).combine_chunks()
     out = {}
     for c in columns:
         col = table.column(c.name)
