@@ -97,5 +97,11 @@ def test_two_input_two_output_config(runner, app, tmp_path):
     assert info["test"]["kind_accuracy"] > 0.9 and info["test"]["value_mae"] < 0.6
     out = _json(runner.invoke(app, ["evaluate", str(run), "--json"]))
     assert set(out["outputs"]) == {"kind", "value"}
+    # What a person reads: each output's figures under its own name.
+    shown = runner.invoke(app, ["evaluate", str(run)])
+    assert shown.exit_code == 0, shown.output
+    assert "output kind: per class" in shown.stdout and "macro avg" in shown.stdout
+    r2 = out["outputs"]["value"]["regression"]["r2"]
+    assert "output value: regression" in shown.stdout and f"{r2:.4f}" in shown.stdout
     records = _lines(runner.invoke(app, ["predict", str(run), str(data), "--json"]))
     assert set(records[0]["outputs"]) == {"kind", "value"}

@@ -196,6 +196,9 @@ class _ChunkedTable:
 
 
 def _show_evaluation(result: dict[str, Any]) -> None:
+    """The metrics table, then what fits each target: per-class, regression,
+    ctc, reconstruction or segmentation figures (under each output's name
+    for a model with several), then the plots and the saved file."""
     from rich.table import Table
 
     data = result["data"]
@@ -206,37 +209,65 @@ def _show_evaluation(result: dict[str, Any]) -> None:
     table.add_column("value", justify="right")
     for k, v in result["metrics"].items():
         table.add_row(k, f"{v:.4f}")
-    for section in ("regression", "ctc", "reconstruction", "segmentation"):
-        for k, v in (result.get(section) or {}).items():
-            if k not in ("samples", "pixels", "per_class"):
-                table.add_row(f"{section} {k}" if k in result["metrics"] else k, f"{v:.4f}")
+    outputs = result.get("outputs") or {}
+    if not outputs:
+        _figure_rows(table, result, result["metrics"])
     out_console.print(table)
-    if (result.get("segmentation") or {}).get("per_class"):
-        iou = Table(title="per class", title_justify="left")
-        for col in ("class", "IoU", "pixels"):
-            iou.add_column(col, justify="left" if col == "class" else "right")
-        for row in result["segmentation"]["per_class"]:
-            iou.add_row(str(row["class"]), "-" if row["iou"] is None else f"{row['iou']:.3f}", str(row["pixels"]))
-        out_console.print(iou)
-    if result.get("per_class"):
-        per = Table(title="per class", title_justify="left")
-        for col in ("class", "precision", "recall", "f1", "support"):
-            per.add_column(col, justify="left" if col == "class" else "right")
-        for row in result["per_class"]:
-            per.add_row(str(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
-        av = result["averages"]
-        per.add_section()
-        for name in ("macro", "weighted"):
-            a = av[name]
-            per.add_row(f"{name} avg", f"{a['precision']:.3f}", f"{a['recall']:.3f}", f"{a['f1']:.3f}", str(a["support"]))
-        per.add_row("accuracy", "", "", f"{av['accuracy']:.3f}", str(av["macro"]["support"]))
-        out_console.print(per)
+    if not outputs:
+        _per_class_tables(result, "per class")
+    for name, part in outputs.items():
+        figures = Table(title=f"output {name}: {part.get('task', '')}", title_justify="left")
+        figures.add_column("figure")
+        figures.add_column("value", justify="right")
+        if _figure_rows(figures, part, {}):
+            out_console.print(figures)
+        _per_class_tables(part, f"output {name}: per class")
     for name, path in (result.get("plots") or {}).items():
         err_console.print(f"{name.replace('_', ' ')}: {path}")
     if result.get("evaluation_file"):
         err_console.print(f"saved: {result['evaluation_file']}")
     if result.get("not_saved"):
         err_console.print(f"note: {result['not_saved']}", markup=False)
+
+
+def _figure_rows(table: Any, part: dict[str, Any], metrics: dict[str, Any]) -> int:
+    """Rows for a target's regression, ctc, reconstruction or segmentation
+    figures (a name that is also a metric gets its section's name first);
+    how many."""
+    n = 0
+    for section in ("regression", "ctc", "reconstruction", "segmentation"):
+        for k, v in (part.get(section) or {}).items():
+            if k not in ("samples", "pixels", "per_class"):
+                table.add_row(f"{section} {k}" if k in metrics else k, f"{v:.4f}")
+                n += 1
+    return n
+
+
+def _per_class_tables(part: dict[str, Any], title: str) -> None:
+    """A segmentation target's per-class IoU, a classifier's precision,
+    recall and f1 per class, with their averages."""
+    from rich.table import Table
+
+    if (part.get("segmentation") or {}).get("per_class"):
+        iou = Table(title=title, title_justify="left")
+        for col in ("class", "IoU", "pixels"):
+            iou.add_column(col, justify="left" if col == "class" else "right")
+        for row in part["segmentation"]["per_class"]:
+            iou.add_row(str(row["class"]), "-" if row["iou"] is None else f"{row['iou']:.3f}", str(row["pixels"]))
+        out_console.print(iou)
+    if part.get("per_class"):
+        per = Table(title=title, title_justify="left")
+        for col in ("class", "precision", "recall", "f1", "support"):
+            per.add_column(col, justify="left" if col == "class" else "right")
+        for row in part["per_class"]:
+            per.add_row(str(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+        av = part["averages"]
+        per.add_section()
+        for name in ("macro", "weighted"):
+            a = av[name]
+            per.add_row(f"{name} avg", f"{a['precision']:.3f}", f"{a['recall']:.3f}", f"{a['f1']:.3f}", str(a["support"]))
+        per.add_row("accuracy", "", "", f"{av['accuracy']:.3f}", str(av["macro"]["support"]))
+        out_console.print(per)
 
 
 def _progress() -> Any:
