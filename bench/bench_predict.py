@@ -25,7 +25,11 @@ dlcli's probabilities are checked against the tf.data script's once.
 CSV rows (--csv): bench_csv.py's predict case, whole processes: `dlcli
 predict` on a 100,000-row CSV against pandas.read_csv + model.predict.
 
-    python bench/bench_predict.py [--images 2000] [--rounds 5] [--csv] [--quick]
+Image rounds are short (a third of a second a side on 2 cores), and a
+shared host's speed can flip between rounds: the default is 15 rounds, so
+that a few slow rounds do not move the per-pair median.
+
+    python bench/bench_predict.py [--images 2000] [--rounds 15] [--csv] [--quick]
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--images", type=int, help="images in the generated folder (default 2000; --quick 300)")
     p.add_argument("--size", type=int, default=64, help="model input height and width (default 64)")
     p.add_argument("--batch-size", type=int, default=64, help="images per model call (default 64)")
-    p.add_argument("--rounds", type=int, help="interleaved rounds (default 5; --quick 2)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default: images 15, CSV 5; --quick 2)")
     p.add_argument("--csv", action="store_true", help="also the CSV predict case (bench_csv.py --predict)")
     p.add_argument("--csv-rows", type=int, help="rows of the CSV case (default 100,000; --quick 10,000)")
     p.add_argument("--quick", action="store_true", help="fewer images, rows and rounds")
@@ -61,7 +65,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--json", help="also write the figures to this JSON file")
     a = p.parse_args(argv)
     images = a.images or (300 if a.quick else 2000)
-    rounds = a.rounds or (2 if a.quick else 5)
+    rounds = a.rounds or (2 if a.quick else 15)
     work = a.keep or Path(tempfile.mkdtemp(prefix="dlcli-bench-predict-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -72,7 +76,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
             rows = a.csv_rows or (10_000 if a.quick else 100_000)
             (work / "csv").mkdir(exist_ok=True)  # its own runs/ (it takes the model it finds there)
-            result["csv"] = bench_csv.run_predict(rows, rounds, work / "csv")
+            result["csv"] = bench_csv.run_predict(rows, a.rounds or (2 if a.quick else 5), work / "csv")
             print()
             print(bench_csv.report_predict(result["csv"]))
     finally:
