@@ -444,7 +444,8 @@ def image_dir_source(cfg: Any) -> DataBundle:
     scanning.step("building the input pipeline")
     train, val, test = _train_val_test(d, seed, splits)
 
-    decode = make_decoder(image_size, channels, np.concatenate([np.zeros(0, np.int32)] + [c for _, c, _ in splits.values()]))
+    every_code = np.concatenate([codes for _, codes, _ in splits.values()] or [np.zeros(0, np.int32)])
+    decode = make_decoder(image_size, channels, every_code)  # one kernel when no file needs a branch
     augment = build_augmenter(cfg)
     cache = d.cache is True
 
