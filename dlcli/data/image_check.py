@@ -307,7 +307,7 @@ def _quick_size(path: str) -> Optional[tuple[str, tuple[int, int]]]:
     return None
 
 
-def _walked_size(path: str) -> tuple[Optional[str], tuple[int, int]]:
+def _walked_size(path: str) -> tuple[str, tuple[int, int]]:
     """(format, (height, width)) of a file, its structure walked (see
     `check_image`). Raises _Bad for what is wrong with it."""
     with open(path, "rb") as f:
