@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,10 @@ import pytest
 # TensorFlow's C++ start-up chatter only clutters test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The parsed-CSV cache of the tests' files: a folder of this session's, not ~/.cache.
+if "DLCLI_TABLE_CACHE" not in os.environ:
+    os.environ["DLCLI_TABLE_CACHE"] = tempfile.mkdtemp(prefix="dlcli-tests-table-cache-")
+    atexit.register(shutil.rmtree, os.environ["DLCLI_TABLE_CACHE"], True)
 
 TESTS_DIR = Path(__file__).resolve().parent
 
