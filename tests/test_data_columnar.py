@@ -9,6 +9,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from dlcli.cli import app
@@ -193,3 +194,26 @@ def test_cache_auto_streams_only_a_file_larger_than_a_quarter_of_free_memory(tmp
         assert ("streamed from disk" in notes) is streamed and (read["whole file"] == 0) is streamed, (free, notes)
         assert bundle.num_train + bundle.num_val + bundle.num_test == 300
         assert sum(len(y) for _, y in bundle.train) == bundle.num_train
+
+
+def test_feature_space_adapts_through_keras_own_adapt_where_its_flags_differ(monkeypatch):
+    """A Keras whose FeatureSpace lacks the flags dlcli's fast adapt sets gets
+    FeatureSpace.adapt: the same adapted state."""
+    import keras
+
+    from dlcli.data import columns
+
+    rng = np.random.default_rng(0)
+    cols = {"a": (rng.normal(size=(5000, 1)) * 40 + 1000).astype("float32"),
+            "b": rng.choice(["x", "y", "z"], size=(5000, 1)).astype(object)}
+    states = []
+    for strip in (False, True):
+        fs = keras.utils.FeatureSpace(features={"a": "float_normalized", "b": "string_categorical"}, output_mode="dict")
+        monkeypatch.setattr(columns, "_knows_flags", lambda fs: not strip)
+        columns.adapt_feature_space(fs, cols)
+        norm = fs.preprocessors["a"]
+        states.append((float(np.asarray(norm.mean).ravel()[0]), list(fs.preprocessors["b"].get_vocabulary())))
+        out = fs({"a": cols["a"][:4], "b": cols["b"][:4]})
+        assert set(out) == {"a", "b"}
+    assert states[0][0] == pytest.approx(float(cols["a"].mean()), rel=1e-5)
+    assert states[0][0] == pytest.approx(states[1][0], rel=1e-5) and sorted(states[0][1]) == sorted(states[1][1])

@@ -152,10 +152,18 @@ def adapt_feature_space(fs: Any, columns: dict[str, Any]) -> None:
     """`FeatureSpace.adapt` on in-memory columns: each preprocessing layer
     adapts on its whole column at once (FeatureSpace's own adapt makes one
     tf.data pass per column, ~0.3 s each whatever the batch size), then the
-    FeatureSpace finishes building as its adapt does. Its layers are
-    marked adapted (`mark_adapted`)."""
+    FeatureSpace finishes building as its adapt does (Keras 3.x's
+    FeatureSpace flags; a Keras without them gets FeatureSpace's own
+    adapt). Its layers are marked adapted (`mark_adapted`)."""
     from dlcli.model.adapt import needs_adapt
 
+    if not _knows_flags(fs):
+        # A Keras whose FeatureSpace keeps other state: its own adapt, slower.
+        import tensorflow as tf
+
+        fs.adapt(tf.data.Dataset.from_tensor_slices({n: columns[n] for n in fs.preprocessors}).batch(65536))
+        mark_adapted(fs)
+        return
     for name, layer in fs.preprocessors.items():
         if needs_adapt(layer):
             layer.adapt(columns[name])
@@ -163,6 +171,11 @@ def adapt_feature_space(fs: Any, columns: dict[str, Any]) -> None:
     fs.get_encoded_features()
     fs.built = fs._sublayers_built = True
     mark_adapted(fs)
+
+
+def _knows_flags(fs: Any) -> bool:
+    """The FeatureSpace has the state flags its adapt sets in Keras 3.x."""
+    return hasattr(fs, "_is_adapted") and hasattr(fs, "_sublayers_built")
 
 
 def mark_adapted(fs: Any) -> None:
