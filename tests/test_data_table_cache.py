@@ -6,6 +6,7 @@ never an error. Training twice on the same file gives the same run."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -144,3 +145,28 @@ def test_training_twice_on_a_cached_csv_gives_the_same_run(tmp_path, cache):
         [{k: v for k, v in r.items() if "time" not in k} for r in results[1]]
     assert float(results[1][-1]["val_accuracy"]) > 0.9
     assert path.exists()
+
+
+def test_dlcli_cache_lists_and_clears_the_cached_tables(tmp_path, cache):
+    path = _csv(tmp_path / "a.csv")
+    _read(path)
+    res = runner.invoke(app, ["cache", "--json"])
+    assert res.exit_code == 0, res.output
+    listed = json.loads(res.stdout)
+    assert listed["folder"] == str(cache) and listed["budget_bytes"] == table_cache.DEFAULT_BUDGET_MB << 20
+    (entry,) = listed["tables"]
+    assert entry["source"] == str(path.resolve()) and entry["rows"] == 24_000 and entry["columns"] == 7
+    assert entry["bytes"] == listed["bytes"] == next(cache.glob("*.arrow")).stat().st_size
+    res = runner.invoke(app, ["cache"])
+    assert res.exit_code == 0 and "a.csv" in res.stdout and "24,000" in res.stdout
+    res = runner.invoke(app, ["cache", "--clear", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["removed"] == 1
+    assert not list(cache.glob("*.arrow"))
+    assert json.loads(runner.invoke(app, ["cache", "--json"]).stdout)["tables"] == []
+
+
+def test_dlcli_cache_when_the_cache_is_off(monkeypatch):
+    monkeypatch.setenv("DLCLI_TABLE_CACHE", "off")
+    for args in (["cache"], ["cache", "--clear"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0 and "off" in res.stderr and res.stdout == ""

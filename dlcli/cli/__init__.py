@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from dlcli.cli import cmd_config, cmd_evaluate, cmd_export, cmd_finetune, cmd_init, cmd_runs, cmd_train, cmd_tune
+from dlcli.cli import cmd_cache, cmd_config, cmd_evaluate, cmd_export, cmd_finetune, cmd_init, cmd_runs, cmd_train, cmd_tune
 from dlcli.cli.app import app
 from dlcli.cli.common import print_error, quiet_tensorflow
 
@@ -28,6 +28,7 @@ COMMANDS = (
     ("schema", cmd_config.schema),
     ("backbones", cmd_finetune.backbones),
     ("demo-data", cmd_finetune.demo_data),
+    ("cache", cmd_cache.cache),
 )
 for _name, _fn in COMMANDS:
     app.command(_name)(_fn)

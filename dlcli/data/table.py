@@ -113,7 +113,7 @@ def read_table(path: Path, *, encoding: Optional[str] = None, columns: Optional[
         return table
     # One chunk a column (the reader gives one a block): the splits' row
     # takes and the model's arrays read it without copying block by block.
-    return table_cache.store(key, table.combine_chunks())
+    return table_cache.store(key, table.combine_chunks(), path)
 
 
 def _read_csv(path: Path, encoding: Optional[str], columns: Optional[Sequence[str]], float32: Sequence[str]) -> Any:

@@ -40,6 +40,8 @@ DEFAULT_BUDGET_MB = 4096
 VERSION = 1
 _SAMPLE = 1 << 16
 _KEY = b"dlcli.table_cache.key"
+_SOURCE = b"dlcli.table_cache.source"
+_ROWS = b"dlcli.table_cache.rows"
 # Temporary files older than this are from a writer that died.
 _STALE_TMP_S = 3600.0
 _LOCK = threading.Lock()
@@ -114,14 +116,15 @@ def load(key: Optional[str]) -> Optional[Any]:
     return table.replace_schema_metadata(_without_key(table.schema.metadata))
 
 
-def store(key: Optional[str], table: Any) -> Any:
-    """Keep `table` under `key`, written by a background thread (the file
+def store(key: Optional[str], table: Any, path: Path) -> Any:
+    """Keep `table` (read from `path`) under `key`, written by a background thread (the file
     is written while the run goes on: the rest of a load and the model's
     build are one-threaded); returns `table`. `flush()` waits for it."""
     folder = cache_dir()
     if key is None or folder is None or table.nbytes > budget_bytes():
         return table
-    thread = threading.Thread(target=_write, args=(folder, key, table), name="dlcli-table-cache")
+    source = str(Path(path).resolve())
+    thread = threading.Thread(target=_write, args=(folder, key, source, table), name="dlcli-table-cache")
     with _LOCK:
         _PENDING.append(thread)
     thread.start()
@@ -137,7 +140,7 @@ def flush() -> None:
         thread.join()
 
 
-def _write(folder: Path, key: str, table: Any) -> None:
+def _write(folder: Path, key: str, source: str, table: Any) -> None:
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
@@ -146,7 +149,8 @@ def _write(folder: Path, key: str, table: Any) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=folder)
         os.close(fd)
-        meta = {**(table.schema.metadata or {}), _KEY: key.encode()}
+        meta = {**(table.schema.metadata or {}), _KEY: key.encode(), _SOURCE: source.encode(),
+                _ROWS: str(table.num_rows).encode()}
         with pa.OSFile(tmp, "wb") as sink, ipc.new_file(sink, table.schema.with_metadata(meta)) as writer:
             writer.write_table(table)
         os.replace(tmp, folder / f"{key}.arrow")
@@ -189,5 +193,50 @@ def _remove(file: str) -> None:
 
 
 def _without_key(meta: Optional[dict]) -> Optional[dict]:
-    rest = {k: v for k, v in (meta or {}).items() if k != _KEY}
+    rest = {k: v for k, v in (meta or {}).items() if k not in (_KEY, _SOURCE, _ROWS)}
     return rest or None
+
+
+def entries() -> list[dict[str, Any]]:
+    """The cached tables, most recently used first: `{"file", "source",
+    "rows", "columns", "bytes", "last_used"}` (source: the CSV it was parsed
+    from; last_used: a POSIX time)."""
+    folder = cache_dir()
+    if folder is None or not folder.is_dir():
+        return []
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    out = []
+    for file in folder.glob("*.arrow"):
+        try:
+            st = file.stat()
+            with pa.memory_map(str(file)) as source:
+                schema = ipc.open_file(source).schema
+        except (OSError, pa.ArrowException):
+            continue
+        meta = schema.metadata or {}
+        if meta.get(_KEY) != file.stem.encode():
+            continue
+        out.append({"file": str(file), "source": meta.get(_SOURCE, b"").decode(errors="replace"),
+                    "rows": int(meta[_ROWS]) if meta.get(_ROWS, b"").isdigit() else None, "columns": len(schema.names),
+                    "bytes": st.st_size, "last_used": st.st_mtime})
+    return sorted(out, key=lambda e: -e["last_used"])
+
+
+def clear() -> tuple[int, int]:
+    """Remove every cached table (and temporary file); (tables, bytes) removed."""
+    folder = cache_dir()
+    if folder is None or not folder.is_dir():
+        return 0, 0
+    tables = size = 0
+    for entry in os.scandir(folder):
+        if entry.name.endswith((".arrow", ".tmp")) and entry.is_file(follow_symlinks=False):
+            try:
+                n = entry.stat().st_size
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            tables += entry.name.endswith(".arrow")
+            size += n
+    return tables, size
