@@ -70,8 +70,10 @@ def budget_bytes() -> int:
 
 def cache_key(path: Path, encoding: Optional[str], columns: Optional[Sequence[str]],
               float32: Sequence[str]) -> Optional[str]:
-    """The key of a CSV read, or None when the file is too small to cache
-    (or cannot be opened)."""
+    """The key of a CSV read, or None when the cache is off or the file is
+    too small to cache (or cannot be opened)."""
+    if cache_dir() is None:
+        return None
     import pyarrow as pa
 
     try:
@@ -117,9 +119,9 @@ def load(key: Optional[str]) -> Optional[Any]:
 
 
 def store(key: Optional[str], table: Any, path: Path) -> Any:
-    """Keep `table` (read from `path`) under `key`, written by a background thread (the file
-    is written while the run goes on: the rest of a load and the model's
-    build are one-threaded); returns `table`. `flush()` waits for it."""
+    """Keep `table` (read from `path`) under `key`; returns `table`. A
+    background thread writes the file while the run goes on (the rest of a
+    load and the model's build are one-threaded); `flush()` waits for it."""
     folder = cache_dir()
     if key is None or folder is None or table.nbytes > budget_bytes():
         return table
