@@ -53,6 +53,10 @@ def test_unet_segments_generated_shapes(runner, app, tmp_path):
     mask = np.asarray(Image.open(rec["mask"]))
     assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 1, 2}
     assert sum(rec["pixels"].values()) == pytest.approx(1.0, abs=1e-3)
+    # Without --json the predictions table is what the command prints: on stdout, whole cells.
+    res = runner.invoke(app, ["predict", str(run), str(image), "--save-dir", str(tmp_path / "masks2")])
+    assert res.exit_code == 0 and str(image) in res.stdout and "shape_0000.mask.png" in res.stdout
+    assert "1 prediction(s)" in res.stderr and "shape_0000" not in res.stderr
 
 
 @pytest.mark.slow

@@ -167,7 +167,7 @@ class _ChunkedTable:
             for r in self.rows:
                 row = flat_row(r, self.fields)
                 table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
-            err_console.print(table)
+            out_console.print(table)
             self.rows, self.printed = [], True
             return
         if self.task in ("classification", "binary"):

@@ -37,6 +37,8 @@ _NOISY_SOURCES = {
 _NOISE = (
     re.compile(rb"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"),
     re.compile(rb"^To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."),
+    # Logged as an error, but only says an int32 op runs on Eigen instead of oneDNN.
+    re.compile(rb"^E\d{4} [\d:.]+\s+\d+ util\.cc:\d+\] oneDNN supports DT_\w+ only on platforms with AVX-512\."),
 )
 
 
