@@ -170,3 +170,8 @@ def test_dlcli_cache_when_the_cache_is_off(monkeypatch):
     for args in (["cache"], ["cache", "--clear"]):
         res = runner.invoke(app, args)
         assert res.exit_code == 0 and "off" in res.stderr and res.stdout == ""
+
+
+def test_dlcli_cache_says_when_nothing_is_cached(cache):
+    res = runner.invoke(app, ["cache"])
+    assert res.exit_code == 0 and res.stdout == "" and "no cached tables" in res.stderr and str(cache) in res.stderr

@@ -40,6 +40,9 @@ def cache(clear: ClearOpt = False, json_: JsonOpt = False) -> None:
     if folder is None:
         err_console.print("the parsed-CSV cache is off (DLCLI_TABLE_CACHE=off)")
         return
+    if not rows:
+        err_console.print(f"no cached tables in {folder} (a CSV of 1 MiB or more is kept when it is first read)")
+        return
     from rich.table import Table
 
     table = Table(title=f"Parsed CSVs in {folder}: {len(rows)} table(s), {_mib(sum(r['bytes'] for r in rows))} "
