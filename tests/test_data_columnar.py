@@ -162,7 +162,7 @@ def test_streamed_bad_cell_after_the_sample_ends_the_run_naming_its_line(tmp_pat
     data.write_text("\n".join(lines) + "\n")
 
     res = runner.invoke(app, ["train", str(cfg), "--output", str(tmp_path / "fresh")])
-    assert res.exit_code == 1
+    assert res.exit_code == 1, res.output
     line = _one_error_line(res)
     assert f"{data}:1002: column 'x1' has 'oops'" in line and "no epoch had completed" in line, line
 

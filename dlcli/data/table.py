@@ -20,8 +20,11 @@ from dlcli.errors import DataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 MISSING = ("", "na", "nan", "n/a", "null", "none", "?")
-# Bytes of CSV text per block pyarrow parses (one thread a block).
+# Bytes of CSV text per block pyarrow parses (one thread a block): a
+# stream's blocks, and a whole file's (fewer, larger blocks: less per-block
+# work and allocation, still several blocks a thread on a file worth it).
 CSV_BLOCK_BYTES = 1 << 20
+READ_BLOCK_BYTES = 4 << 20
 # The first bytes of a CSV whose rows decide its column types.
 SCHEMA_BYTES = 1 << 18
 NULL_VALUES = sorted({v for m in MISSING for v in (m, m.upper(), m.title())})
@@ -48,11 +51,12 @@ def _delimiter(path: Path, encoding: str) -> str:
         return ","
 
 
-def _csv_options(path: Path, encoding: Optional[str], columns: Optional[Sequence[str]], types: Optional[dict] = None):
+def _csv_options(path: Path, encoding: Optional[str], columns: Optional[Sequence[str]], types: Optional[dict] = None,
+                 block: Optional[int] = None):
     import pyarrow.csv as pcsv
 
     enc = _check_encoding(encoding)
-    read = pcsv.ReadOptions(use_threads=True, encoding=enc, block_size=CSV_BLOCK_BYTES)
+    read = pcsv.ReadOptions(use_threads=True, encoding=enc, block_size=block or CSV_BLOCK_BYTES)
     parse = pcsv.ParseOptions(delimiter=_delimiter(path, enc), newlines_in_values=False)
     convert = pcsv.ConvertOptions(
         null_values=NULL_VALUES, strings_can_be_null=True, include_columns=list(columns) if columns else None,
@@ -121,25 +125,62 @@ def _read_csv(path: Path, encoding: Optional[str], columns: Optional[Sequence[st
     import pyarrow.csv as pcsv
 
     try:
-        first = read_schema(path, encoding=encoding)
+        first = _first_batch(path, encoding)
     except DataError:
         first = None
     types = {} if first is None else {
         f.name: pa.float32() if f.name in float32 and pa.types.is_floating(f.type) else f.type
-        for f in first if f.name in (columns or first.names) and (
+        for f in first.schema if f.name in (columns or first.schema.names) and (
             pa.types.is_floating(f.type) or pa.types.is_integer(f.type) or pa.types.is_string(f.type))}
     if types:
-        read, parse, convert = _csv_options(path, encoding, columns, types)
+        plain = _read_plain(path, encoding, columns, types, first)
+        if plain is not None:
+            return plain
+        read, parse, convert = _csv_options(path, encoding, columns, types, block=READ_BLOCK_BYTES)
         try:
             return pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
         except pa.ArrowInvalid as exc:
             if "conversion" not in str(exc).lower():  # not a type that failed: a real error
                 raise
-    read, parse, convert = _csv_options(path, encoding, columns)
+    read, parse, convert = _csv_options(path, encoding, columns, block=READ_BLOCK_BYTES)
     table = pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     narrow = [i for i, f in enumerate(table.schema) if f.name in float32 and pa.types.is_float64(f.type)]
     for i in narrow:
         table = table.set_column(i, table.field(i).name, table.column(i).cast(pa.float32()))
+    return table
+
+
+def _read_plain(path: Path, encoding: Optional[str], columns: Optional[Sequence[str]], types: dict, first: Any) -> Any:
+    """The file read as plain numbers (no quoting, no missing-value
+    markers: a quarter less work for the parser) when its first rows are
+    that: every column read holds numbers without gaps, and no quote
+    appears. None when a later row is not plain (a gap, a marker, a quote,
+    a NaN): the caller reads the file again with the full options, so what
+    the table holds never depends on this path.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    wanted = list(columns or first.schema.names)
+    if len(types) != len(wanted) or not all(pa.types.is_floating(t) or pa.types.is_integer(t) for t in types.values()):
+        return None
+    if any(first.column(n).null_count for n in wanted):
+        return None
+    with open(path, encoding=_check_encoding(encoding), errors="replace") as f:
+        if '"' in f.read(SCHEMA_BYTES):
+            return None
+    read, parse, _ = _csv_options(path, encoding, columns, types, block=READ_BLOCK_BYTES)
+    parse.quote_char, parse.double_quote = False, False
+    convert = pcsv.ConvertOptions(null_values=[], strings_can_be_null=False, include_columns=list(columns) if columns else None,
+                                  column_types=types)
+    try:
+        table = pcsv.read_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid:
+        return None
+    # "nan" is a missing value in the full options, a float NaN here.
+    if any(pa.types.is_floating(c.type) and pc.any(pc.is_nan(c)).as_py() for c in table.columns):
+        return None
     return table
 
 
@@ -197,6 +238,12 @@ def read_schema(path: Path, *, encoding: Optional[str] = None) -> Any:
         import pyarrow.parquet as pq
 
         return pq.read_schema(path)
+    return _first_batch(path, encoding).schema
+
+
+def _first_batch(path: Path, encoding: Optional[str]) -> Any:
+    """The first rows of a CSV (its first SCHEMA_BYTES), typed as pyarrow
+    infers them; a header without rows gives an empty table."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -204,12 +251,11 @@ def read_schema(path: Path, *, encoding: Optional[str] = None) -> Any:
     read.block_size = SCHEMA_BYTES
     try:
         reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
-        first = reader.read_next_batch()
+        return reader.read_next_batch()
     except StopIteration:
-        return reader.schema
+        return reader.schema.empty_table()
     except (pa.ArrowInvalid, OSError) as exc:
         raise _read_error(path, encoding, exc) from None
-    return first.schema
 
 
 def to_numpy(col: Any, dtype: Any = None) -> Any:
