@@ -98,9 +98,10 @@ def test_predict_tiny(tmp_path):
 def test_csv_load_tiny(tmp_path):
     text, r = _run("bench_csv.py", "--rows", "20000", "--rounds", "1", tmp_path=tmp_path)
     assert r["rows"] == 20000 and set(r["runs"]) == {
-        "pandas", "dlcli parse (cache off)", "dlcli first read", "dlcli repeat read", "dlcli load_data (repeat)"}
+        "pandas", "pandas, one thread", "dlcli parse (cache off)", "dlcli first read", "dlcli repeat read", "dlcli load_data (repeat)"}
     for side, (run,) in r["runs"].items():
         assert _positive(run["in_wall"]) and _positive(run["in_cpu"]), side
     for side, s in r["speed"].items():
         assert side == "pandas" or (_positive(s["wall"]) and _positive(s["cpu"])), side
     assert "dlcli repeat read: wall" in text and "load average" in text and "peak RSS" in text
+    assert "pandas reading with one thread" in text
