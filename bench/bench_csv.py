@@ -9,9 +9,9 @@ with the parsed-CSV cache off (the parse alone); a first read (a fresh
 cache: the parse, and the cache file written before the clock stops); and
 a repeat read (the same file again: the cached table mapped, as a second
 run, an evaluate or a tune trial reads it). Every side sums its arrays
-inside the clock, so each value is in memory (a mapped table's pages too). A last line, not a ratio,
-times dlcli's whole `load_data` (splits, stratification) on a repeat read,
-and another compares the parse with pandas reading with one thread (as it
+inside the clock, so each value is in memory (a mapped table's pages
+too). A last line, not a ratio, times dlcli's whole `load_data` (splits,
+stratification) on a repeat read, and another compares the parse with pandas reading with one thread (as it
 did before 3.1, when the issue's figures were taken): a reference only.
 
 Predict (--predict): a model trained by `dlcli train` on a 100k-row CSV
@@ -58,7 +58,7 @@ if side.startswith("pandas"):
         try:
             pd.set_option("mode.max_threads", 1)
         except (KeyError, pd.errors.OptionError):
-            pass
+            pass  # a pandas without the option reads with one thread already
 elif side == "dlcli":
     from pathlib import Path
     from dlcli.data import table_cache
